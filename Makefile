@@ -1,0 +1,41 @@
+# cid - the compute identifier protocol. Two commands: `make test` and `make demo`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: test lint typecheck pytest demo bench schemas vectors clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest --cov=cid --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) -m cid.demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_core.py
+
+# Regenerate the checked-in JSON Schemas and test vectors (tests fail when they drift).
+schemas: $(STAMP)
+	$(PY) -m cid.schema spec/schemas
+
+vectors: $(STAMP)
+	$(PY) spec/vectors/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

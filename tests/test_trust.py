@@ -1,0 +1,191 @@
+"""Namespace authority ([REQ-SIG-040]..[REQ-SIG-044], [REQ-ID-020])."""
+
+from __future__ import annotations
+
+import pytest
+
+from cid import examples as ex
+from cid.envelope import sign_record
+from cid.errors import (
+    ChainBrokenError,
+    KeyNotAuthorisedError,
+    KeyRevokedError,
+    KeyUnknownError,
+    SchemaError,
+    SerialRollbackError,
+    SignatureInvalidError,
+)
+from cid.identifier import Identifier
+from cid.record import KeyRotationBody, TombstoneBody
+from cid.signing import SigningKey
+from cid.trust import TrustState
+from tests.support import NOW, World
+
+
+def test_offer_under_own_namespace(world: World) -> None:
+    """REQ-SIG-043: a namespace's key signs records at and below its apex."""
+    for name in ("ctyun", "gz-pool.ctyun", "a.b.c.ctyun"):
+        rec = world.trust.verify(world.offer(name).envelope, now=NOW)
+        assert rec.name == Identifier.parse(name)
+
+
+def test_label_prefix_hijack_refused(world: World) -> None:
+    """REQ-ID-020: `ctyunx` is not within `ctyun`: neither key signs for the other."""
+    with pytest.raises(KeyNotAuthorisedError):
+        world.trust.verify(world.offer("pool.ctyunx").envelope, now=NOW)
+    with pytest.raises(KeyNotAuthorisedError):
+        world.trust.verify(world.offer("pool.ctyun", key=world.other).envelope, now=NOW)
+
+
+def test_unknown_key_and_root_only_delegates(world: World) -> None:
+    stranger = SigningKey.generate()
+    with pytest.raises(KeyUnknownError):
+        world.trust.verify(world.offer("pool.ctyun", key=stranger).envelope, now=NOW)
+    # a provider cannot delegate a sibling top-level namespace
+    d = sign_record(
+        ex.delegation(stranger),
+        name="evil",
+        serial=1,
+        key=world.provider,
+        nbf=ex.EPOCH,
+        exp=ex.EPOCH + 600,
+    )
+    with pytest.raises(KeyNotAuthorisedError):
+        world.trust.add(d.envelope, now=NOW)
+    with pytest.raises(SchemaError):
+        world.trust.authorised_keys(Identifier.root(), "delegation")
+
+
+def test_sub_delegation_and_zone_cut(world: World) -> None:
+    """REQ-SIG-041: a namespace delegates children; the deepest cut governs."""
+    child = SigningKey.generate()
+    d = sign_record(
+        ex.delegation(child),
+        name="tj.ctyun",
+        serial=1,
+        key=world.provider,
+        nbf=ex.EPOCH,
+        exp=ex.EPOCH + 600,
+    )
+    world.trust.add(d.envelope, now=NOW)
+    assert world.trust.namespace_for(Identifier.parse("pool.tj.ctyun")).name.to_text() == "tj.ctyun"
+    world.trust.verify(world.offer("pool.tj.ctyun", key=child).envelope, now=NOW)
+    with pytest.raises(KeyNotAuthorisedError):
+        world.trust.verify(world.offer("pool.tj.ctyun").envelope, now=NOW)
+    # a delegation replay with the same serial is a rollback
+    with pytest.raises(SerialRollbackError):
+        world.trust.add(d.envelope, now=NOW)
+    names = [n.name.to_text() for n in world.trust.namespaces()]
+    assert names == sorted(names, key=Identifier.parse) and "tj.ctyun" in names
+
+
+def _rotate(
+    world: World,
+    new: list[SigningKey],
+    serial: int,
+    key: SigningKey | None = None,
+    revoked: list[str] | None = None,
+) -> None:
+    body = KeyRotationBody(keys=[k.public_key for k in new], revoked=revoked or [])
+    rec = sign_record(
+        body,
+        name="ctyun",
+        serial=serial,
+        key=key or world.provider,
+        nbf=ex.EPOCH,
+        exp=ex.EPOCH + 600,
+    )
+    world.trust.add(rec.envelope, now=NOW)
+
+
+def test_key_rotation(world: World) -> None:
+    """REQ-SIG-042: the anchor key introduces a new signing key."""
+    old_record = world.offer("pool.ctyun").envelope
+    new = SigningKey.generate()
+    _rotate(world, [new], serial=1)
+    world.trust.verify(world.offer("pool.ctyun", key=new).envelope, now=NOW)
+    # the anchor key no longer signs offers once a signing key is set
+    with pytest.raises(KeyNotAuthorisedError):
+        world.trust.verify(old_record, now=NOW)
+    # rotations must be signed by an anchor key, not by the signing key
+    with pytest.raises(KeyNotAuthorisedError):
+        _rotate(world, [SigningKey.generate()], serial=2, key=new)
+    with pytest.raises(SerialRollbackError):
+        _rotate(world, [new], serial=1)
+
+
+def test_revocation(world: World) -> None:
+    """REQ-SIG-044: a revoked key is refused at once, with its own error."""
+    new = SigningKey.generate()
+    _rotate(world, [new], serial=1)
+    newer = SigningKey.generate()
+    _rotate(world, [newer], serial=2, revoked=[new.kid])
+    with pytest.raises(KeyRevokedError):
+        world.trust.verify(world.offer("pool.ctyun", key=new).envelope, now=NOW)
+
+
+def test_rotation_needs_namespace(world: World) -> None:
+    with pytest.raises(ChainBrokenError):
+        world.trust.authorised_keys(Identifier.parse("nowhere"), "keyrotation")
+
+
+def test_tombstones(world: World) -> None:
+    """REQ-REC-050: deleting a delegation removes the namespace and everything below it."""
+    child = SigningKey.generate()
+    d = sign_record(
+        ex.delegation(child),
+        name="tj.ctyun",
+        serial=1,
+        key=world.provider,
+        nbf=ex.EPOCH,
+        exp=ex.EPOCH + 600,
+    )
+    world.trust.add(d.envelope, now=NOW)
+    new = SigningKey.generate()
+    _rotate(world, [new], serial=1)
+    t = sign_record(
+        TombstoneBody(target="keyrotation"),
+        name="ctyun",
+        serial=2,
+        key=world.provider,
+        nbf=ex.EPOCH,
+        exp=ex.EPOCH + 600,
+    )
+    world.trust.apply(world.trust.verify(t.envelope, now=NOW))
+    world.trust.verify(world.offer("pool.ctyun").envelope, now=NOW)  # anchor signs again
+    t = sign_record(
+        TombstoneBody(target="delegation"),
+        name="ctyun",
+        serial=2,
+        key=world.root,
+        nbf=ex.EPOCH,
+        exp=ex.EPOCH + 600,
+    )
+    world.trust.apply(world.trust.verify(t.envelope, now=NOW))
+    assert world.trust.get(Identifier.parse("ctyun")) is None
+    assert world.trust.get(Identifier.parse("tj.ctyun")) is None
+    with pytest.raises(KeyUnknownError):  # the provider's key is no longer known anywhere
+        world.trust.verify(world.offer("pool.ctyun").envelope, now=NOW)
+
+
+def test_tampered_delegation_refused(world: World) -> None:
+    d = sign_record(
+        ex.delegation(world.other),
+        name="newco",
+        serial=1,
+        key=world.root,
+        nbf=ex.EPOCH,
+        exp=ex.EPOCH + 600,
+    )
+    value = d.envelope.to_value()
+    value["body"]["keys"][0]["pub"] = SigningKey.generate().public_key.pub
+    from cid.envelope import Envelope
+
+    with pytest.raises(SignatureInvalidError):
+        world.trust.add(Envelope.from_value(value), now=NOW)
+
+
+def test_trust_needs_root() -> None:
+    with pytest.raises(SchemaError):
+        TrustState([])
+    assert Identifier.root() in TrustState([ex.root_key().public_key]).snapshot()
