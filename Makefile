@@ -36,6 +36,7 @@ schemas: $(STAMP)
 
 vectors: $(STAMP)
 	$(PY) spec/vectors/generate.py
+	$(PY) spec/vectors/gen_identifiers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

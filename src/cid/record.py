@@ -57,6 +57,7 @@ __all__ = [
     "PricedResource",
     "RecordBody",
     "RecordType",
+    "RefreshBody",
     "Software",
     "Storage",
     "TombstoneBody",
@@ -361,6 +362,20 @@ class RecordType(StrEnum):
     DELEGATION = "delegation"
     KEYROTATION = "keyrotation"
     TOMBSTONE = "tombstone"
+    REFRESH = "refresh"
+
+
+class RefreshBody(WireModel):
+    """A heartbeat for one offer version: new free capacity, new expiry ([REQ-REC-060]).
+
+    Signed like the offer it refreshes; its header ``serial`` continues the
+    offer's serial sequence and its ``exp`` is the offer's new expiry. ``base``
+    is the digest of the offer version it applies to, so a refresh can never
+    be replayed onto another version of the offer.
+    """
+
+    base: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$", strict=True)]
+    units_free: UInt
 
 
 class TombstoneBody(WireModel):
@@ -369,7 +384,7 @@ class TombstoneBody(WireModel):
     target: Literal["zone", "offer", "delegation", "keyrotation"]
 
 
-RecordBody = OfferBody | ZoneBody | DelegationBody | KeyRotationBody | TombstoneBody
+RecordBody = OfferBody | ZoneBody | DelegationBody | KeyRotationBody | TombstoneBody | RefreshBody
 
 RECORD_TYPES: Final = tuple(t.value for t in RecordType)
 RECORD_BODIES: Final[dict[str, type[WireModel]]] = {
@@ -378,6 +393,7 @@ RECORD_BODIES: Final[dict[str, type[WireModel]]] = {
     "cid.record.delegation": DelegationBody,
     "cid.record.keyrotation": KeyRotationBody,
     "cid.record.tombstone": TombstoneBody,
+    "cid.record.refresh": RefreshBody,
 }
 
 _TYP = re.compile(r"^cid\.record\.([a-z]+)$")

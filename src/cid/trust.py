@@ -152,6 +152,8 @@ class TrustState:
         if record_type == "tombstone":
             target = envelope.body_value.get("target")
             kind = f"tombstone:{target}" if isinstance(target, str) else record_type
+        elif record_type == "refresh":
+            kind = "offer"
         keys = self.authorised_keys(envelope.header.sub, kind)
         for s in envelope.sigs:
             if s.kid not in keys:
