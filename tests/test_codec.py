@@ -128,8 +128,8 @@ def test_size_limit_checked_first() -> None:
         (msgpack.packb({"a": 1.5}), NonCanonicalError),
         (msgpack.packb({"a": 2**60}), NonCanonicalError),
         (msgpack.packb({1: 2}, strict_types=False), DecodeError),
-        (msgpack.packb({"a": b"bytes"}, use_bin_type=True), LimitExceededError),
-        (msgpack.packb(msgpack.ExtType(1, b"x")), LimitExceededError),
+        (msgpack.packb({"a": b"bytes"}, use_bin_type=True), DecodeError),
+        (msgpack.packb(msgpack.ExtType(1, b"x")), DecodeError),
         (msgpack.packb([[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]), LimitExceededError),
         (b"\x82\xa1a\x01\xa1a\x02", DecodeError),  # duplicate key
         (b"\xc1", DecodeError),  # reserved byte

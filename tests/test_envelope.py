@@ -140,9 +140,9 @@ def test_malformed_envelopes(mutate) -> None:  # type: ignore[no-untyped-def]
     """REQ-SIG-020/022/033: malformed envelopes are typed errors naming the field."""
     value = copy.deepcopy(_offer().to_value())
     mutate(value)
-    with pytest.raises(DecodeError) as info:
+    with pytest.raises(CidError) as info:
         open_record(value, _keys(), now=NOW)
-    assert info.value.code >= 1000
+    assert info.value.code in (1000, 1001, 1002, 1003, 2007)
 
 
 def test_open_record_needs_encoding_for_bytes() -> None:

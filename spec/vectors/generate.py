@@ -120,13 +120,13 @@ def codec_vectors() -> dict[str, Any]:
         {
             "encoding": "msgpack",
             "hex": _hex(b"\x81\xa1a\xc4\x01x"),
-            "error": "LIMIT_EXCEEDED",
+            "error": "MALFORMED",
             "note": "bin type is not in the data model",
         },
         {
             "encoding": "msgpack",
             "hex": _hex(b"\xd4\x01\x00"),
-            "error": "LIMIT_EXCEEDED",
+            "error": "MALFORMED",
             "note": "ext type is not in the data model",
         },
         {
@@ -200,8 +200,14 @@ def _record_entry(note: str, env: Any) -> dict[str, Any]:
 def signature_vectors() -> dict[str, Any]:
     root, provider, other = ex.root_key(), ex.provider_key(), ex.second_provider_key()
     window = {"nbf": ex.EPOCH, "exp": ex.EPOCH + 86_400}
-    deleg_ctyun = sign_record(ex.delegation(provider), name="ctyun", serial=1, key=root, **window)
-    deleg_other = sign_record(ex.delegation(other), name="ctyunx", serial=1, key=root, **window)
+    # authority records outlive the records they authorise (REQ-SIG-049)
+    long_window = {"nbf": ex.EPOCH, "exp": ex.EPOCH + 30 * 86_400}
+    deleg_ctyun = sign_record(
+        ex.delegation(provider), name="ctyun", serial=1, key=root, **long_window
+    )
+    deleg_other = sign_record(
+        ex.delegation(other), name="ctyunx", serial=1, key=root, **long_window
+    )
     zone = sign_record(
         ex.zone(provider, "天翼云 Example"),
         name="ctyun",
@@ -225,7 +231,7 @@ def signature_vectors() -> dict[str, Any]:
         name="ctyunx",
         serial=1,
         key=other,
-        **window,
+        **long_window,
     )
     rotated_offer = sign_record(
         ex.inner_mongolia_offer(),

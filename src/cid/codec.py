@@ -422,6 +422,10 @@ def _decode_json(data: bytes, limits: Limits) -> tuple[Value, bool]:
         # the C scanner's recursion guard: nesting far beyond any limit
         raise LimitExceededError("nesting too deep", detail={"rule": "max_depth"}) from e
     except ValueError as e:
+        if "integer string conversion" in str(e):
+            raise NonCanonicalError(
+                "integer outside the I-JSON safe range", detail={"rule": "safe_integer"}
+            ) from e
         raise DecodeError(f"not valid JSON: {e}", detail={"rule": "syntax"}) from e
     return _convert(parsed, limits)
 
@@ -444,16 +448,20 @@ def _decode_msgpack(data: bytes, limits: Limits) -> tuple[Value, bool]:
             use_list=True,
             object_pairs_hook=tuple,
             max_str_len=min(limits.max_string * 4, limits.max_bytes),
-            max_bin_len=0,
+            max_bin_len=limits.max_bytes,
             max_array_len=limits.max_array,
             max_map_len=limits.max_map,
-            max_ext_len=0,
+            max_ext_len=limits.max_bytes,
         )
     except msgpack.StackError as e:
         raise LimitExceededError("nesting too deep", detail={"rule": "max_depth"}) from e
+    except UnicodeDecodeError as e:
+        raise DecodeError("msgpack string is not valid UTF-8", detail={"rule": "utf8"}) from e
     except ValueError as e:
         # msgpack reports limit breaches and malformed data as ValueError subclasses
         text = str(e)
+        if "map key" in text:
+            raise DecodeError("map keys must be strings", detail={"rule": "string_keys"}) from e
         if "exceeds max" in text:
             raise LimitExceededError(f"msgpack limit: {text}", detail={"rule": "length"}) from e
         raise DecodeError(f"not valid msgpack: {text}", detail={"rule": "syntax"}) from e

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     window = {"nbf": now - 60, "exp": now + 86_400}
+    offer_window = {"nbf": now - 60, "exp": now + 3_600}
     delegation = sign_record(ex.delegation(provider), name=namespace, serial=1, key=root, **window)
     trust.add(delegation.envelope, now=now)
     _say("trust", f"root delegated '{namespace}' to kid={provider.kid}")
@@ -84,10 +85,15 @@ def main(argv: list[str] | None = None) -> int:
             **window,
         ),
         sign_record(
-            ex.tianjin_offer(), name=tianjin_name, serial=1, key=provider, ttl=300, **window
+            ex.tianjin_offer(), name=tianjin_name, serial=1, key=provider, ttl=300, **offer_window
         ),
         sign_record(
-            ex.guizhou_offer(), name="gz-general.ctyun", serial=1, key=provider, ttl=300, **window
+            ex.guizhou_offer(),
+            name="gz-general.ctyun",
+            serial=1,
+            key=provider,
+            ttl=300,
+            **offer_window,
         ),
     ]
     print()
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: trust.verify(guizhou.envelope, now=now, last_serial=guizhou.serial),
     )
     _refused(
-        "record used after its expiry", lambda: trust.verify(guizhou.envelope, now=now + 86_400)
+        "record used after its expiry", lambda: trust.verify(guizhou.envelope, now=now + 3_600)
     )
     print("\ndemo complete: every valid record verified, every attack refused with a typed error")
     return 0

@@ -47,6 +47,7 @@ from .codec import (
     encode_json,
 )
 from .errors import (
+    AlgorithmUnsupportedError,
     DecodeError,
     ExpiredError,
     KeyUnknownError,
@@ -58,7 +59,7 @@ from .errors import (
 from .identifier import Identifier
 from .model import UInt, WireModel, validate
 from .record import RECORD_BODIES
-from .signing import PublicKey, SigningKey, b64url_decode, b64url_encode, pae
+from .signing import ALGORITHMS, PublicKey, SigningKey, b64url_decode, b64url_encode, pae
 
 __all__ = [
     "DEFAULT_SKEW_S",
@@ -227,6 +228,7 @@ class Envelope:
         now: int,
         skew: int = DEFAULT_SKEW_S,
         last_serial: int | None = None,
+        last_digest: str | None = None,
         require: Iterable[str] | None = None,
     ) -> None:
         """Run the verification steps 1-5 of the module docstring.
@@ -238,6 +240,8 @@ class Envelope:
             now: current time, integer seconds since the epoch (the caller's clock).
             skew: tolerated clock skew in seconds.
             last_serial: the highest serial accepted before for this identity.
+            last_digest: the digest of the version held at ``last_serial``: the
+                very same envelope again is not a rollback ([REQ-SIG-038]).
             require: key ids that must all have signed (e.g. both parties of an agreement).
 
         Raises:
@@ -274,6 +278,8 @@ class Envelope:
                 )
         check_window(self.header, now=now, skew=skew)
         if last_serial is not None and self.header.serial <= last_serial:
+            if self.header.serial == last_serial and last_digest == self.digest():
+                return  # REQ-SIG-038: re-submission of the version held
             raise SerialRollbackError(
                 f"serial {self.header.serial} is not above {last_serial}",
                 field="header.serial",
@@ -283,6 +289,11 @@ class Envelope:
 
 def parse_header(header_value: dict[str, Any]) -> Header:
     """Validate a header value as received ([REQ-SIG-020], [REQ-SIG-022], [REQ-SIG-033])."""
+    alg = header_value.get("alg")
+    if isinstance(alg, str) and alg not in ALGORITHMS:
+        raise AlgorithmUnsupportedError(
+            f"algorithm {alg[:32]!r} is not supported", field="header.alg", detail={"alg": alg[:32]}
+        )
     header = validate(Header, header_value, where="header")
     # REQ-SIG-022: identifiers in the header are in canonical form, so that
     # the signed bytes and the parsed header say the same thing.
@@ -432,6 +443,11 @@ def open_record(
         env = Envelope.decode(bytes(data), encoding, limits)
     else:
         env = Envelope.from_value(data)
+    if len(env.sigs) != 1:
+        # REQ-SIG-035: a record carries exactly one signature.
+        raise SchemaError(
+            "a record carries exactly one signature", field="sigs", detail={"rule": "sigs"}
+        )
     env.verify(
         keys,
         typ=RECORD_BODIES.keys() if typ is None else typ,
@@ -439,10 +455,5 @@ def open_record(
         skew=skew,
         last_serial=last_serial,
     )
-    if len(env.sigs) != 1:
-        # REQ-SIG-035: a record carries exactly one signature.
-        raise SchemaError(
-            "a record carries exactly one signature", field="sigs", detail={"rule": "sigs"}
-        )
     body = parse_record_body(env)
     return SignedRecord(env, body, env.header.typ.rsplit(".", 1)[1])

@@ -136,10 +136,11 @@ class DecodeError(CidError):
 
     code = 1000
     name = "MALFORMED"
+    status = 400
 
 
 class IdentifierError(DecodeError):
-    """A compute identifier that breaks the syntax of spec section 3."""
+    """A compute identifier that breaks the syntax of spec section 2."""
 
     code = 1001
     name = "IDENTIFIER_INVALID"

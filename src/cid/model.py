@@ -15,7 +15,7 @@ Policy ([REQ-REC-002], [REQ-ENC-006]):
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Annotated, Any, Final, TypeVar
 
 from pydantic import (
@@ -28,7 +28,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from .errors import SchemaError
+from .errors import AlgorithmUnsupportedError, SchemaError
 
 __all__ = [
     "CanonicalDecimal",
@@ -40,6 +40,7 @@ __all__ = [
     "validate",
 ]
 
+_WIDE: Final = Context(prec=80)
 _DECIMAL_TEXT: Final = re.compile(r"-?(?:0|[1-9][0-9]{0,27})(?:\.[0-9]{0,17}[1-9])?")
 MAX_UINT: Final = 2**53 - 1
 
@@ -48,7 +49,7 @@ def decimal_to_text(value: Decimal) -> str:
     """The canonical text of a decimal ([REQ-ENC-007]): no exponent, no trailing zeros, no "-0"."""
     if not value.is_finite():
         raise ValueError("decimal must be finite")
-    text = format(value.normalize(), "f")
+    text = format(value.normalize(_WIDE), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     if text in ("-0", ""):
@@ -60,7 +61,10 @@ def _parse_decimal(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError("decimal must be finite [non_finite]")
-        return Decimal(decimal_to_text(value))
+        text = decimal_to_text(value)
+        if not _DECIMAL_TEXT.fullmatch(text):
+            raise ValueError(f"{text[:48]!r} has too many digits [decimal_text]")
+        return Decimal(text)
     if isinstance(value, str):
         # REQ-ENC-007: only the canonical text form is accepted on the wire.
         if len(value) > 48 or not _DECIMAL_TEXT.fullmatch(value) or value == "-0":
@@ -135,7 +139,11 @@ def validate(model: type[M], value: Any, *, where: str = "") -> M:
         field = f"{where}.{loc}" if where and loc else (where or loc or None)
         msg = first["msg"]
         rule = first["type"]
-        bracket = re.search(r"\[([A-Za-z_]+)\]", msg)
+        if rule == "literal_error" and first["loc"] and first["loc"][-1] == "alg":
+            raise AlgorithmUnsupportedError(
+                f"{model.__name__}: unsupported algorithm", field=field, detail={"rule": "alg"}
+            ) from e
+        bracket = re.search(r"\[([A-Za-z0-9_]+)\]", msg)
         if bracket:
             rule = bracket.group(1)
         raise SchemaError(

@@ -6,15 +6,16 @@ whose body is one of the models below. Like DNS resource records, a name may
 hold one record of each type; ``(name, type)`` is a record's identity and
 serials increase per identity ([REQ-REC-001]).
 
-=============  ========================  ===========================================
-type           ``typ`` (domain tag)      signed by
-=============  ========================  ===========================================
-delegation     ``cid.record.delegation`` the parent namespace's authority key (or root)
-keyrotation    ``cid.record.keyrotation``  a current authority key of the namespace
-zone           ``cid.record.zone``       a current authority key of the namespace
-offer          ``cid.record.offer``      a current authority key of the enclosing namespace
-tombstone      ``cid.record.tombstone``  as the record it deletes
-=============  ========================  ===========================================
+=============  ===========================  ==================================================
+type           ``typ`` (domain tag)         signed by (spec 6.8)
+=============  ===========================  ==================================================
+delegation     ``cid.record.delegation``    a signing key of the namespace governing the parent
+keyrotation    ``cid.record.keyrotation``   an anchor key of the namespace (named by its delegation)
+zone           ``cid.record.zone``          a signing key of the governing namespace
+offer          ``cid.record.offer``         a signing key of the governing namespace
+refresh        ``cid.record.refresh``       as the offer it refreshes
+tombstone      ``cid.record.tombstone``     as the record it deletes
+=============  ===========================  ==================================================
 
 Quantities carry their unit in the field name (``memory_mib``, ``rtt_us``,
 ``minimum_term_s``); fractional ones are canonical decimal strings.
@@ -141,6 +142,7 @@ ShortText = Annotated[str, Field(min_length=1, max_length=256, strict=True)]
 VersionText = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+){0,3}$", max_length=32, strict=True)]
 Share = Annotated[CanonicalDecimal, Field(ge=Decimal(0), le=Decimal(1))]
 NonNegDecimal = Annotated[CanonicalDecimal, Field(ge=Decimal(0))]
+# http is allowed besides https for loopback and test deployments
 HttpsUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["https", "http"], max_length=512)]
 
 
@@ -328,8 +330,9 @@ class ZoneBody(WireModel):
     """A provider's namespace apex ([REQ-REC-010]).
 
     ``service_keys`` sign quotes, agreements and receipts at the provider's
-    endpoints; they are distinct from the namespace's authority keys (which
-    sign records and are named by the delegation), so authority keys can stay offline.
+    endpoints (and, in the root zone, the registry's feed heads); they are
+    distinct from the namespace's anchor and signing keys, which sign records,
+    so those can stay offline.
     """
 
     display_name: ShortText
@@ -351,9 +354,10 @@ class KeyRotationBody(WireModel):
     """The namespace's new authority key set, signed by a current key ([REQ-REC-040])."""
 
     keys: Annotated[list[PublicKey], Field(min_length=1, max_length=8)]
-    revoked: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=16)] = Field(
-        default_factory=list
-    )
+    revoked: Annotated[
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{22}$", strict=True)]],
+        Field(max_length=16),
+    ] = Field(default_factory=list)
 
 
 class RecordType(StrEnum):

@@ -8,7 +8,7 @@ __all__ = ["Change", "Conflict", "Store", "StoredRecord", "Write", "open_store",
 
 
 def open_store(url: str) -> Store:
-    """A store for ``url``: ``postgresql://...`` or a SQLite file path (``sqlite:///path`` or a bare path)."""
+    """A store for ``url``: ``postgresql://...``, ``sqlite:///path`` or a bare file path."""
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 

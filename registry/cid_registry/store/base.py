@@ -22,7 +22,7 @@ Names are stored twice: ``name`` (canonical text) and ``rname``, the A-labels
 in reverse order joined and terminated by a space (``"ctyun tj a100 "``). Byte
 order on ``rname`` is the canonical identifier order, and a namespace's
 subtree is the ``rname`` prefix ``"ctyun "`` — label-wise, so ``ctyunx`` is not
-inside ``ctyun`` ([REQ-ID-020]).
+inside ``ctyun`` ([REQ-ID-023]).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from cid.identifier import Identifier
 __all__ = [
     "Change",
     "Conflict",
+    "ConflictError",
     "Op",
     "Store",
     "StoredRecord",
@@ -107,7 +108,7 @@ class Change:
     at: int
 
 
-class Conflict(Exception):
+class ConflictError(Exception):
     """Raised by :meth:`Store.commit` when the stored state refuses the write.
 
     ``reason`` is ``"rollback"`` (serial not above the stored one, and not an
@@ -121,6 +122,10 @@ class Conflict(Exception):
         super().__init__(reason)
         self.reason = reason
         self.stored_serial = stored_serial
+
+
+Conflict = ConflictError
+"""Short alias used by the stores."""
 
 
 class Store(abc.ABC):
