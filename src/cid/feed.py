@@ -72,13 +72,11 @@ def chain_step(previous: str, rseq: int, envelope_msgpack: bytes) -> str:
 
 
 def snapshot_digest(entries: Iterable[tuple[Identifier | str, str, str]]) -> str:
-    """SHA-256 over the sorted ``name SP type SP digest LF`` lines of the live records ([REQ-FEED-010]).
+    """SHA-256 over sorted ``name SP type SP digest LF`` lines of live records ([REQ-FEED-010]).
 
     Names are sorted in canonical identifier order, then by type.
     """
-    rows = sorted(
-        (Identifier.parse(n) if isinstance(n, str) else n, t, d) for n, t, d in entries
-    )
+    rows = sorted((Identifier.parse(n) if isinstance(n, str) else n, t, d) for n, t, d in entries)
     h = hashlib.sha256(b"cid-snapshot-v1\n")
     for name, rtype, digest in rows:
         h.update(f"{name.to_ascii()} {rtype} {digest}\n".encode("ascii"))

@@ -277,7 +277,10 @@ class ResolveResponse(WireModel):
                 )
             if not self.name.is_within(Identifier.parse(rec["header"]["sub"])):
                 rule_violation(
-                    "ResolveResponse", ("proof", i), "proof_scope", "proof record is not an ancestor"
+                    "ResolveResponse",
+                    ("proof", i),
+                    "proof_scope",
+                    "proof record is not an ancestor",
                 )
         if self.referral is not None:
             # REQ-QRY-012: a referral answers nothing itself and points below the name's ancestors.

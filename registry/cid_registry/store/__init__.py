@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
 from .base import Change, Conflict, Store, StoredRecord, Write, rname_of
 
 __all__ = ["Change", "Conflict", "Store", "StoredRecord", "Write", "open_store", "rname_of"]
@@ -12,7 +14,12 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
-        return PostgresStore(url)
+        # `?schema=NAME` picks the SQL schema (default "cid"); it is not a server setting
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        schema = next((v for k, v in query if k == "schema"), "cid")
+        rest = urlencode([(k, v) for k, v in query if k != "schema"])
+        return PostgresStore(urlunsplit(parts._replace(query=rest)), schema)
     from .sqlite import SqliteStore
 
     path = url.removeprefix("sqlite://") if url.startswith("sqlite://") else url

@@ -1,0 +1,618 @@
+"""The registry application: ``create_app(settings)`` (spec section 12, HTTP binding).
+
+Thin handlers over three parts built at start-up:
+
+* the :class:`~cid_registry.store.Store` (SQLite or PostgreSQL),
+* the :class:`~cid_registry.authority.Follower`, which keeps this process's
+  trust state and search index in step with the store's change feed
+  (also for changes written by other processes on a shared PostgreSQL),
+* the :class:`~cid_registry.authority.Authority`, which verifies writes.
+
+Domain errors become RFC 9457 problems in one middleware; nothing else
+produces an error response, and an unexpected exception is logged and
+answered as ``500 INTERNAL`` without internals ([REQ-REG-005]).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from cid import codec
+from cid.codec import Limits
+from cid.envelope import Envelope, seal
+from cid.errors import (
+    CidError,
+    DecodeError,
+    InternalError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    SchemaError,
+)
+from cid.feed import (
+    CHAIN_ZERO,
+    FEED_HEAD_TYP,
+    SNAPSHOT_TYP,
+    FeedHead,
+    SnapshotHead,
+    snapshot_digest,
+)
+from cid.identifier import Identifier
+from cid.model import validate
+from cid.query import Query
+from cid.signing import b64url_decode, b64url_encode
+
+from .authority import Accepted, Authority, Follower
+from .http import decode_body, negotiate, problem_response, render
+from .index import SearchIndex
+from .ratelimit import RateLimiter
+from .settings import Settings
+from .store import Change, Store, open_store, rname_of
+
+__all__ = ["AUTHORITY", "FOLLOWER", "INDEX", "SETTINGS", "STORE", "create_app"]
+
+log = logging.getLogger("cid_registry")
+access_log = logging.getLogger("cid_registry.access")
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+STORE: Final = web.AppKey("store", Store)
+FOLLOWER: Final = web.AppKey("follower", Follower)
+AUTHORITY: Final = web.AppKey("authority", Authority)
+INDEX: Final = web.AppKey("index", SearchIndex)
+LIMITER: Final = web.AppKey("limiter", RateLimiter)
+HEADS: Final = web.AppKey("heads", dict)
+
+REQUEST_ID: Final = web.RequestKey("cid.request_id", str)
+_UNLIMITED: Final = ("/healthz", "/readyz", "/metrics")
+
+
+class Metrics:
+    """Prometheus metrics of one app (its own registry, so apps in one process do not clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "cid_registry_requests", "HTTP requests", ["route", "method", "status"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "cid_registry_request_seconds", "HTTP request latency", ["route"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+        )  # fmt: skip
+        self.records = Gauge(
+            "cid_registry_records", "Live records by type", ["type"], registry=self.registry
+        )
+        self.offers = Gauge(
+            "cid_registry_offers", "Indexed offers by compute class", ["class"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.feed_serial = Gauge(
+            "cid_registry_feed_serial", "Registry serial applied by this process",
+            registry=self.registry,
+        )  # fmt: skip
+        self.writes = Counter(
+            "cid_registry_writes", "Accepted writes", ["op"], registry=self.registry
+        )
+
+
+METRICS: Final = web.AppKey("metrics", Metrics)
+
+
+# --- middlewares ----------------------------------------------------------------------
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Request id, access log, metrics, and the one place errors become problems."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    started = time.perf_counter()
+    metrics = request.app[METRICS]
+    route = _route_name(request)
+    try:
+        response = await handler(request)
+    except CidError as err:
+        response = problem_response(err, instance=request.path, request_id=request_id)
+    except web.HTTPException as exc:
+        mapped = _http_error(exc)
+        response = problem_response(mapped, instance=request.path, request_id=request_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception(
+            "unhandled error on %s %s (request %s)", request.method, request.path, request_id
+        )
+        internal = InternalError("internal error; the request id identifies it in the logs")
+        response = problem_response(internal, instance=request.path, request_id=request_id)
+    response.headers["X-Request-Id"] = request_id
+    elapsed = time.perf_counter() - started
+    metrics.requests.labels(route, request.method, str(response.status)).inc()
+    metrics.latency.labels(route).observe(elapsed)
+    access_log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "remote": request.remote,
+        },
+    )
+    return response
+
+
+def _http_error(exc: web.HTTPException) -> CidError:
+    if exc.status == 413:
+        return PayloadTooLargeError("request body too large", detail={"rule": "max_body_bytes"})
+    if exc.status == 405:
+        return MethodNotAllowedError(f"method not allowed: {exc.reason}")
+    if exc.status == 404:
+        return NotFoundError("no such resource", detail={"rule": "route"})
+    err = DecodeError(f"HTTP {exc.status}: {exc.reason}")
+    return err
+
+
+@web.middleware
+async def rate_limit_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Per-client token bucket ([REQ-REG-006]); health and metrics are exempt."""
+    if request.path not in _UNLIMITED:
+        wait = request.app[LIMITER].take(request.remote or "unknown")
+        if wait > 0:
+            raise RateLimitedError(
+                "too many requests from this client",
+                detail={"retry_after_s": max(1, int(wait + 0.999))},
+            )
+    return await handler(request)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _now(request: web.Request) -> int:
+    return request.app[SETTINGS].clock()
+
+
+def _name_param(request: web.Request) -> Identifier:
+    raw = request.match_info["name"]
+    return Identifier.root() if raw in (".", "") else Identifier.parse(raw)
+
+
+_TYPES: Final = ("zone", "offer", "delegation", "keyrotation")
+
+
+def _types_param(request: web.Request) -> set[str] | None:
+    raw = request.query.get("types")
+    if raw is None:
+        return None
+    types = set(raw.split(","))
+    if not types <= set(_TYPES):
+        raise SchemaError(
+            f"types must be among {', '.join(_TYPES)}", field="types", detail={"rule": "enum"}
+        )
+    return types
+
+
+def _int_param(request: web.Request, key: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SchemaError(f"{key} must be an integer", field=key, detail={"rule": "int"}) from None
+    if not lo <= value <= hi:
+        raise SchemaError(f"{key} must be in [{lo}, {hi}]", field=key, detail={"rule": "range"})
+    return value
+
+
+async def _read_limited(request: web.Request, limits: Limits) -> tuple[Any, bool]:
+    settings = request.app[SETTINGS]
+    if request.content_length is not None and request.content_length > limits.max_bytes:
+        raise PayloadTooLargeError(
+            f"body of {request.content_length} bytes, limit {limits.max_bytes}",
+            detail={"rule": "max_body_bytes", "limit": limits.max_bytes},
+        )
+    try:
+        value, plain, _ = await asyncio.wait_for(
+            decode_body(request, limits), timeout=settings.read_timeout_s
+        )
+    except TimeoutError:
+        raise DecodeError(
+            "request body not received in time", detail={"rule": "read_timeout"}
+        ) from None
+    return value, plain
+
+
+def _accepted_value(a: Accepted) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": a.name,
+        "type": a.rtype,
+        "op": a.op,
+        "serial": a.serial,
+        "digest": a.digest,
+    }
+    if a.rseq is not None:
+        out["rseq"] = a.rseq
+    return out
+
+
+# --- write handlers ---------------------------------------------------------------------------
+
+
+async def post_record(request: web.Request) -> web.Response:
+    """Register, update, refresh or delete one record ([REQ-REG-020])."""
+    encoding = negotiate(request)
+    settings = request.app[SETTINGS]
+    value, plain = await _read_limited(
+        request, codec.DEFAULT_LIMITS.scaled(max_bytes=settings.max_body_bytes)
+    )
+    envelope = Envelope.from_value(value, scanned_plain=plain)
+    # shield: a client that disconnects mid-write must not cancel a commit half-way
+    accepted = await asyncio.shield(request.app[AUTHORITY].submit(envelope))
+    request.app[METRICS].writes.labels(accepted.op if accepted.rseq else "idempotent").inc()
+    status = 201 if accepted.rseq is not None and accepted.op == "put" else 200
+    return render(_accepted_value(accepted), encoding, status=status)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    """Many envelopes; each is accepted or refused on its own ([REQ-REG-021])."""
+    encoding = negotiate(request)
+    settings = request.app[SETTINGS]
+    limits = codec.DEFAULT_LIMITS.scaled(
+        max_bytes=settings.max_batch_bytes, max_array=settings.max_batch_records
+    )
+    value, _plain = await _read_limited(request, limits)
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"records"}
+        or not isinstance(value["records"], list)
+    ):
+        raise SchemaError(
+            'a batch is {"records": [envelope, ...]}', field="records", detail={"rule": "batch"}
+        )
+    authority = request.app[AUTHORITY]
+    results: list[dict[str, Any]] = []
+    for i, item in enumerate(value["records"]):
+        try:
+            accepted = await asyncio.shield(authority.submit(Envelope.from_value(item)))
+            results.append({"ok": _accepted_value(accepted)})
+            request.app[METRICS].writes.labels(accepted.op if accepted.rseq else "idempotent").inc()
+        except CidError as err:
+            wire = err.to_wire()
+            wire.setdefault("detail", {})["index"] = i
+            results.append({"error": wire})
+    return render({"results": results}, encoding)
+
+
+# --- read handlers ----------------------------------------------------------------------------
+
+
+async def _proof(request: web.Request, name: Identifier) -> list[dict[str, Any]]:
+    """Delegation and rotation records from the top down to the namespace governing ``name``."""
+    store = request.app[STORE]
+    trust = request.app[FOLLOWER].trust
+    chain: list[dict[str, Any]] = []
+    ns = trust.namespace_for(name)
+    for ancestor in reversed(ns.name.ancestors()):
+        if ancestor.is_root:
+            continue
+        for rtype in ("delegation", "keyrotation"):
+            stored = await store.get(ancestor.to_text(), rtype)
+            if stored is not None and not stored.deleted:
+                chain.append(codec.decode_msgpack(stored.envelope))
+    return chain
+
+
+async def get_name(request: web.Request) -> web.Response:
+    """Resolve one identifier: its records, a referral, or NOT_FOUND ([REQ-REG-030]..)."""
+    encoding = negotiate(request)
+    name = _name_param(request)
+    now = _now(request)
+    follower = request.app[FOLLOWER]
+    ns = follower.trust.namespace_for(name)
+    store = request.app[STORE]
+    if ns.registries and not ns.name.is_root:
+        # REQ-REG-032: a namespace served by another registry gets a referral, like DNS NS.
+        delegation = await store.get(ns.name.to_text(), "delegation")
+        if delegation is not None and not delegation.deleted:
+            referral = {
+                "name": name.to_text(),
+                "referral": {
+                    "namespace": ns.name.to_text(),
+                    "registries": list(ns.registries),
+                    "delegation": codec.decode_msgpack(delegation.envelope),
+                },
+                "proof": await _proof(request, ns.name.parent()),
+            }
+            return render(referral, encoding, headers={"Cache-Control": "max-age=60"})
+    live = [r for r in await store.at_name(name.to_text()) if r.expires > now]
+    if not live:
+        raise NotFoundError(f"no records at {name}", field="name", detail={"name": name.to_text()})
+    wanted = _types_param(request)
+    # REQ-QRY-014: records of the name but none of the types asked for: an empty answer
+    rows = live if wanted is None else [r for r in live if r.rtype in wanted]
+    records = [codec.decode_msgpack(r.envelope) for r in rows]
+    # REQ-QRY-011: an offer comes with the latest refresh of its version
+    records += [codec.decode_msgpack(r.refresh) for r in rows if r.refresh is not None]
+    body: dict[str, Any] = {
+        "name": name.to_text(),
+        "records": records,
+        "proof": await _proof(request, name),
+    }
+    # REQ-REG-033: cache for the smallest TTL, never past the earliest expiry
+    ttl = min(
+        [int(rec["header"].get("ttl", 300)) for rec in records]
+        + [max(0, r.expires - now) for r in rows],
+        default=0,
+    )
+    etag = hashlib.sha256(
+        "".join(f"{r.rtype}:{r.serial}:{r.digest};" for r in rows).encode()
+    ).hexdigest()[:32]
+    headers = {"Cache-Control": f"max-age={ttl}", "ETag": f'"{etag}"'}
+    if request.headers.get("If-None-Match") == f'"{etag}"':
+        return web.Response(status=304, headers=headers)
+    return render(body, encoding, headers=headers)
+
+
+async def get_namespace(request: web.Request) -> web.Response:
+    """List the records at and below a namespace, paged ([REQ-REG-040])."""
+    encoding = negotiate(request)
+    name = _name_param(request)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    cursor = request.query.get("cursor")
+    after = None
+    if cursor:
+        try:
+            after = b64url_decode(cursor, field="cursor").decode("utf-8")
+        except (DecodeError, UnicodeDecodeError) as e:
+            raise SchemaError("bad cursor", field="cursor", detail={"rule": "cursor"}) from e
+    rows = await request.app[STORE].list_namespace(
+        rname_of(name), after=after, limit=limit + 1, now=_now(request)
+    )
+    items = [
+        {"name": r.name, "type": r.rtype, "serial": r.serial, "digest": r.digest}
+        for r in rows[:limit]
+    ]
+    body: dict[str, Any] = {"items": items}
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        body["next_cursor"] = b64url_encode(
+            f"{rname_of(Identifier.parse(last.name))}\x00{last.rtype}".encode()
+        )
+    return render(body, encoding)
+
+
+async def post_search(request: web.Request) -> web.Response:
+    """Capability search over the live offers ([REQ-REG-050])."""
+    encoding = negotiate(request)
+    value, _ = await _read_limited(request, codec.DEFAULT_LIMITS.scaled(max_bytes=64 * 1024))
+    query = validate(Query, value, where="query")
+    settings = request.app[SETTINGS]
+    result = request.app[INDEX].search(query, now=_now(request), budget=settings.search_budget)
+    return render(result, encoding)
+
+
+# --- feed -----------------------------------------------------------------------------------
+
+
+def _signed_head(app: web.Application, rseq: int, chain: str) -> dict[str, Any]:
+    cache: dict[int, dict[str, Any]] = app[HEADS]
+    cached = cache.get(rseq)
+    if cached is not None and cached["body"]["chain"] == chain:
+        return cached
+    settings = app[SETTINGS]
+    now = settings.clock()
+    head = FeedHead(rseq=rseq, chain=chain, at=now)
+    env = seal(
+        head,
+        typ=FEED_HEAD_TYP,
+        sub=Identifier.root(),
+        serial=max(rseq, 1),
+        key=settings.service_key,
+        nbf=now,
+        exp=now + 3600,
+    )
+    value = env.to_value()
+    if len(cache) > 64:
+        cache.clear()
+    cache[rseq] = value
+    return value
+
+
+async def _chain_at(store: Store, rseq: int) -> str:
+    if rseq == 0:
+        return CHAIN_ZERO
+    return (await store.changes(rseq - 1, 1))[0].chain
+
+
+def _change_value(change: Change) -> dict[str, Any]:
+    return {
+        "rseq": change.rseq,
+        "op": change.op,
+        "name": change.name,
+        "type": change.rtype,
+        "envelope": codec.decode_msgpack(change.envelope),
+    }
+
+
+async def get_feed(request: web.Request) -> web.Response:
+    """Changes after ``since``, long-polling up to ``wait`` seconds ([REQ-FEED-004])."""
+    encoding = negotiate(request)
+    settings = request.app[SETTINGS]
+    store = request.app[STORE]
+    since = _int_param(request, "since", 0, 0, 2**53 - 1)
+    limit = _int_param(request, "limit", settings.feed_page_max, 1, settings.feed_page_max)
+    wait_s = _int_param(request, "wait", 0, 0, int(settings.long_poll_max_s))
+    head_rseq, _ = await store.head()
+    if since > head_rseq:
+        raise SchemaError(
+            f"since={since} is beyond the registry head {head_rseq}",
+            field="since",
+            detail={"rule": "since_beyond_head", "head": head_rseq},
+        )
+    if head_rseq == since and wait_s > 0:
+        await store.wait_for_change(since, wait_s)
+    changes = await store.changes(since, limit)
+    # the head of a page is the chain value after its last change ([REQ-FEED-004])
+    if changes:
+        rseq, chain = changes[-1].rseq, changes[-1].chain
+    else:
+        rseq, chain = since, await _chain_at(store, since)
+    body = {
+        "changes": [_change_value(c) for c in changes],
+        "head": _signed_head(request.app, rseq, chain),
+    }
+    return render(body, encoding)
+
+
+async def get_snapshot(request: web.Request) -> web.StreamResponse:
+    """The live catalogue at one registry serial, with a signed digest ([REQ-FEED-010])."""
+    encoding = negotiate(request)
+    settings = request.app[SETTINGS]
+    rseq, chain, rows = await request.app[STORE].snapshot()
+    now = settings.clock()
+    digest = snapshot_digest((r.name, r.rtype, r.digest) for r in rows)
+    head = SnapshotHead(rseq=rseq, chain=chain, records=len(rows), digest=digest, at=now)
+    env = seal(
+        head,
+        typ=SNAPSHOT_TYP,
+        sub=Identifier.root(),
+        serial=max(rseq, 1),
+        key=settings.service_key,
+        nbf=now,
+        exp=now + 3600,
+    )
+    records = []
+    for r in rows:
+        item: dict[str, Any] = {"envelope": codec.decode_msgpack(r.envelope)}
+        if r.refresh is not None:
+            item["refresh"] = codec.decode_msgpack(r.refresh)
+        records.append(item)
+    return render({"head": env.to_value(), "records": records}, encoding)
+
+
+# --- operations -------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    try:
+        rseq, _ = await asyncio.wait_for(store.head(), timeout=2)
+    except Exception as e:
+        return web.json_response({"status": "unavailable", "reason": type(e).__name__}, status=503)
+    return web.json_response(
+        {"status": "ready", "rseq": rseq, "applied": request.app[FOLLOWER].applied}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    m = request.app[METRICS]
+    counts = await request.app[STORE].count()
+    for rtype in ("zone", "offer", "delegation", "keyrotation"):
+        m.records.labels(rtype).set(counts.get(rtype, 0))
+    for cls, n in request.app[INDEX].counts_by_class().items():
+        m.offers.labels(cls).set(n)
+    m.feed_serial.set(request.app[FOLLOWER].applied)
+    resp = web.Response(body=generate_latest(m.registry))
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return resp
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from .openapi import build_openapi
+
+    return web.json_response(build_openapi())
+
+
+# --- lifecycle --------------------------------------------------------------------------------
+
+
+async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    store = app.get(STORE) or open_store(settings.store)
+    app[STORE] = store
+    await store.open()
+    follower = Follower(store, settings.root_keys, settings.clock)
+    index = SearchIndex()
+    follower.on_change(index.apply_change)
+    await follower.catch_up()
+    app[FOLLOWER] = follower
+    app[INDEX] = index
+    app[AUTHORITY] = Authority(store, follower, clock=settings.clock)
+    stop = asyncio.Event()
+
+    async def follow() -> None:
+        # keep up with writes by other processes sharing the store ([REQ-REG-012])
+        while not stop.is_set():
+            try:
+                await store.wait_for_change(follower.applied, 1.0)
+                await follower.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("feed follower error; retrying")
+                await asyncio.sleep(1)
+
+    task = asyncio.create_task(follow(), name="cid-registry-follower")
+    try:
+        yield
+    finally:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await store.close()
+
+
+def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
+    """The registry as an aiohttp application. ``store`` overrides ``settings.store``."""
+    app = web.Application(
+        middlewares=[error_middleware, rate_limit_middleware],
+        client_max_size=settings.max_batch_bytes,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[LIMITER] = RateLimiter(settings.rate_per_s, settings.rate_burst)
+    app[HEADS] = {}
+    if store is not None:
+        app[STORE] = store
+    app.cleanup_ctx.append(_state_ctx)
+    app.router.add_post("/v1/records", post_record)
+    app.router.add_post("/v1/records/batch", post_batch)
+    app.router.add_get("/v1/names/{name}", get_name)
+    app.router.add_get("/v1/namespaces/{name}", get_namespace)
+    app.router.add_post("/v1/search", post_search)
+    app.router.add_get("/v1/feed", get_feed)
+    app.router.add_get("/v1/snapshot", get_snapshot)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    return app
