@@ -51,7 +51,10 @@ def test_astral_vs_private_use_order() -> None:
     """U+1F600 sorts before U+E000 in UTF-16 order although its code point is larger."""
     value = {"\ue000": 1, "\U0001f600": 2}
     assert codec.encode_json(value) == '{"\U0001f600":2,"\ue000":1}'.encode()
-    assert codec.canonical_json_scanned(value, False) == codec.encode_json(value)
+    assert codec.canonical_json_scanned(value, codec.Scan(False, False)) == codec.encode_json(value)
+    assert codec.canonical_msgpack_scanned(value, codec.Scan(False, False)) == codec.encode_msgpack(
+        value
+    )
 
 
 @settings(max_examples=300)
@@ -193,3 +196,14 @@ def test_media_types_and_limits() -> None:
         "a": None,
         "b": [1, {"c": 2, "d": 1}],
     }
+
+
+@given(values)
+def test_scanned_encoders_equal_canonical(value: object) -> None:
+    """The decoders' scan verdict lets encoders skip work without changing a byte."""
+    for encoding in ("json", "msgpack"):
+        noncanonical = json.dumps(value).encode() if encoding == "json" else msgpack.packb(value)
+        for data in (codec.encode(value, encoding), noncanonical):
+            decoded, scan = codec.decode_scanned(data, encoding, codec.Limits(max_depth=64))
+            assert codec.canonical_json_scanned(decoded, scan) == codec.encode_json(value)
+            assert codec.canonical_msgpack_scanned(decoded, scan) == codec.encode_msgpack(value)

@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cid import codec
-from cid.codec import Limits
+from cid.codec import Limits, Scan
 from cid.envelope import Envelope, seal
 from cid.errors import (
     CidError,
@@ -59,7 +59,7 @@ from .http import decode_body, negotiate, problem_response, render
 from .index import SearchIndex
 from .ratelimit import RateLimiter
 from .settings import Settings
-from .store import Change, Store, open_store, rname_of
+from .store import Change, Store, StoredRecord, open_store, rname_of
 
 __all__ = ["AUTHORITY", "FOLLOWER", "INDEX", "SETTINGS", "STORE", "create_app"]
 
@@ -73,6 +73,7 @@ AUTHORITY: Final = web.AppKey("authority", Authority)
 INDEX: Final = web.AppKey("index", SearchIndex)
 LIMITER: Final = web.AppKey("limiter", RateLimiter)
 HEADS: Final = web.AppKey("heads", dict)
+SHUTDOWN: Final = web.AppKey("shutdown", asyncio.Event)
 
 REQUEST_ID: Final = web.RequestKey("cid.request_id", str)
 _UNLIMITED: Final = ("/healthz", "/readyz", "/metrics")
@@ -132,6 +133,20 @@ async def error_middleware(
     try:
         response = await handler(request)
     except CidError as err:
+        if err.status >= 500:
+            # REQ-REG-005: a server-side failure is logged, its details are not sent
+            log.error(
+                "%s on %s %s (request %s): %s",
+                err.name,
+                request.method,
+                request.path,
+                request_id,
+                err.message,
+            )
+            err = type(err)(
+                f"{err.name.lower().replace('_', ' ')}; see the registry logs",
+                detail={k: v for k, v in err.detail.items() if k == "retry_after_s"},
+            )
         response = problem_response(err, instance=request.path, request_id=request_id)
     except web.HTTPException as exc:
         mapped = _http_error(exc)
@@ -196,7 +211,8 @@ def _now(request: web.Request) -> int:
 
 
 def _name_param(request: web.Request) -> Identifier:
-    raw = request.match_info["name"]
+    # "/v1/names/." is normalised to "/v1/names/" by URL libraries: both mean the root
+    raw = request.match_info.get("name", "")
     return Identifier.root() if raw in (".", "") else Identifier.parse(raw)
 
 
@@ -207,7 +223,10 @@ def _types_param(request: web.Request) -> set[str] | None:
     raw = request.query.get("types")
     if raw is None:
         return None
-    types = set(raw.split(","))
+    tokens = raw.split(",")
+    types = set(tokens)
+    if len(types) != len(tokens):
+        raise SchemaError("types repeats a type", field="types", detail={"rule": "unique"})
     if not types <= set(_TYPES):
         raise SchemaError(
             f"types must be among {', '.join(_TYPES)}", field="types", detail={"rule": "enum"}
@@ -228,7 +247,7 @@ def _int_param(request: web.Request, key: str, default: int, lo: int, hi: int) -
     return value
 
 
-async def _read_limited(request: web.Request, limits: Limits) -> tuple[Any, bool]:
+async def _read_limited(request: web.Request, limits: Limits) -> tuple[Any, Scan]:
     settings = request.app[SETTINGS]
     if request.content_length is not None and request.content_length > limits.max_bytes:
         raise PayloadTooLargeError(
@@ -236,14 +255,14 @@ async def _read_limited(request: web.Request, limits: Limits) -> tuple[Any, bool
             detail={"rule": "max_body_bytes", "limit": limits.max_bytes},
         )
     try:
-        value, plain, _ = await asyncio.wait_for(
+        value, scan, _ = await asyncio.wait_for(
             decode_body(request, limits), timeout=settings.read_timeout_s
         )
     except TimeoutError:
         raise DecodeError(
             "request body not received in time", detail={"rule": "read_timeout"}
         ) from None
-    return value, plain
+    return value, scan
 
 
 def _accepted_value(a: Accepted) -> dict[str, Any]:
@@ -266,10 +285,10 @@ async def post_record(request: web.Request) -> web.Response:
     """Register, update, refresh or delete one record ([REQ-REG-020])."""
     encoding = negotiate(request)
     settings = request.app[SETTINGS]
-    value, plain = await _read_limited(
+    value, scan = await _read_limited(
         request, codec.DEFAULT_LIMITS.scaled(max_bytes=settings.max_body_bytes)
     )
-    envelope = Envelope.from_value(value, scanned_plain=plain)
+    envelope = Envelope.from_value(value, scan=scan)
     # shield: a client that disconnects mid-write must not cancel a commit half-way
     accepted = await asyncio.shield(request.app[AUTHORITY].submit(envelope))
     request.app[METRICS].writes.labels(accepted.op if accepted.rseq else "idempotent").inc()
@@ -284,7 +303,7 @@ async def post_batch(request: web.Request) -> web.Response:
     limits = codec.DEFAULT_LIMITS.scaled(
         max_bytes=settings.max_batch_bytes, max_array=settings.max_batch_records
     )
-    value, _plain = await _read_limited(request, limits)
+    value, scan = await _read_limited(request, limits)
     if (
         not isinstance(value, dict)
         or set(value) != {"records"}
@@ -294,16 +313,26 @@ async def post_batch(request: web.Request) -> web.Response:
             'a batch is {"records": [envelope, ...]}', field="records", detail={"rule": "batch"}
         )
     authority = request.app[AUTHORITY]
-    results: list[dict[str, Any]] = []
-    for i, item in enumerate(value["records"]):
+    # parse every envelope first; a malformed one is that item's error, not the batch's
+    parsed: list[Envelope | CidError] = []
+    for item in value["records"]:
         try:
-            accepted = await asyncio.shield(authority.submit(Envelope.from_value(item)))
-            results.append({"ok": _accepted_value(accepted)})
-            request.app[METRICS].writes.labels(accepted.op if accepted.rseq else "idempotent").inc()
+            parsed.append(Envelope.from_value(item, scan=scan))
         except CidError as err:
-            wire = err.to_wire()
+            parsed.append(err)
+    envelopes = [p for p in parsed if isinstance(p, Envelope)]
+    outcomes = iter(await asyncio.shield(authority.submit_many(envelopes)))
+    results: list[dict[str, Any]] = []
+    metrics = request.app[METRICS]
+    for i, item in enumerate(parsed):
+        outcome = item if isinstance(item, CidError) else next(outcomes)
+        if isinstance(outcome, CidError):
+            wire = outcome.to_wire()
             wire.setdefault("detail", {})["index"] = i
             results.append({"error": wire})
+        else:
+            metrics.writes.labels(outcome.op if outcome.rseq else "idempotent").inc()
+            results.append({"ok": _accepted_value(outcome)})
     return render({"results": results}, encoding)
 
 
@@ -334,7 +363,9 @@ async def get_name(request: web.Request) -> web.Response:
     follower = request.app[FOLLOWER]
     ns = follower.trust.namespace_for(name)
     store = request.app[STORE]
-    if ns.registries and not ns.name.is_root:
+    settings = request.app[SETTINGS]
+    here = (settings.self_url or "").rstrip("/")
+    if ns.registries and not ns.name.is_root and here not in {r.rstrip("/") for r in ns.registries}:
         # REQ-REG-032: a namespace served by another registry gets a referral, like DNS NS.
         delegation = await store.get(ns.name.to_text(), "delegation")
         if delegation is not None and not delegation.deleted:
@@ -348,7 +379,13 @@ async def get_name(request: web.Request) -> web.Response:
                 "proof": await _proof(request, ns.name.parent()),
             }
             return render(referral, encoding, headers={"Cache-Control": "max-age=60"})
-    live = [r for r in await store.at_name(name.to_text()) if r.expires > now]
+    # REQ-REG-034 / REQ-SIG-044: expired records, and records whose signer no longer has
+    # authority here (revoked, or its delegation gone), are not served
+    live = [
+        r
+        for r in await store.at_name(name.to_text())
+        if r.expires > now and _still_authorised(follower, r, now)
+    ]
     if not live:
         raise NotFoundError(f"no records at {name}", field="name", detail={"name": name.to_text()})
     wanted = _types_param(request)
@@ -368,13 +405,33 @@ async def get_name(request: web.Request) -> web.Response:
         + [max(0, r.expires - now) for r in rows],
         default=0,
     )
-    etag = hashlib.sha256(
-        "".join(f"{r.rtype}:{r.serial}:{r.digest};" for r in rows).encode()
-    ).hexdigest()[:32]
-    headers = {"Cache-Control": f"max-age={ttl}", "ETag": f'"{etag}"'}
-    if request.headers.get("If-None-Match") == f'"{etag}"':
+    # the ETag covers the records, their proof and the representation
+    tag = hashlib.sha256(encoding.encode())
+    for r in rows:
+        tag.update(f"{r.rtype}:{r.serial}:{r.digest};".encode())
+    for p in body["proof"]:
+        tag.update(Envelope.from_value(p).digest().encode())
+    etag = f'"{tag.hexdigest()[:32]}"'
+    headers = {"Cache-Control": f"max-age={ttl}", "ETag": etag, "Vary": "Accept"}
+    if etag in _etags(request.headers.get("If-None-Match", "")):
         return web.Response(status=304, headers=headers)
     return render(body, encoding, headers=headers)
+
+
+def _etags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match header (weak ones compared weakly, RFC 9110 13.1.2)."""
+    if header.strip() == "*":
+        return {"*"}
+    return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
+
+
+def _still_authorised(follower: Follower, row: StoredRecord, now: int) -> bool:
+    env = Envelope.decode(row.envelope, "msgpack")
+    try:
+        keys = follower.trust.authorised_keys(Identifier.parse(row.name), row.rtype, now=now)
+    except CidError:
+        return False
+    return all(s.kid in keys for s in env.sigs)
 
 
 async def get_namespace(request: web.Request) -> web.Response:
@@ -389,9 +446,18 @@ async def get_namespace(request: web.Request) -> web.Response:
             after = b64url_decode(cursor, field="cursor").decode("utf-8")
         except (DecodeError, UnicodeDecodeError) as e:
             raise SchemaError("bad cursor", field="cursor", detail={"rule": "cursor"}) from e
-    rows = await request.app[STORE].list_namespace(
-        rname_of(name), after=after, limit=limit + 1, now=_now(request)
-    )
+    wanted = _types_param(request)
+    store = request.app[STORE]
+    prefix, now = rname_of(name), _now(request)
+    rows: list[StoredRecord] = []
+    # REQ-QRY-015: restricted to the types asked for; keep reading until the page is full
+    while len(rows) <= limit:
+        batch = await store.list_namespace(prefix, after=after, limit=limit + 1, now=now)
+        rows += [r for r in batch if wanted is None or r.rtype in wanted]
+        if len(batch) <= limit:
+            break
+        tail = batch[-1]
+        after = f"{rname_of(Identifier.parse(tail.name))}\x00{tail.rtype}"
     items = [
         {"name": r.name, "type": r.rtype, "serial": r.serial, "digest": r.digest}
         for r in rows[:limit]
@@ -420,11 +486,16 @@ async def post_search(request: web.Request) -> web.Response:
 
 def _signed_head(app: web.Application, rseq: int, chain: str) -> dict[str, Any]:
     cache: dict[int, dict[str, Any]] = app[HEADS]
-    cached = cache.get(rseq)
-    if cached is not None and cached["body"]["chain"] == chain:
-        return cached
     settings = app[SETTINGS]
     now = settings.clock()
+    cached = cache.get(rseq)
+    # reuse a head for at most half its validity, so that no served head is near expiry
+    if (
+        cached is not None
+        and cached["body"]["chain"] == chain
+        and now - cached["body"]["at"] < 1800
+    ):
+        return cached
     head = FeedHead(rseq=rseq, chain=chain, at=now)
     env = seal(
         head,
@@ -474,7 +545,14 @@ async def get_feed(request: web.Request) -> web.Response:
             detail={"rule": "since_beyond_head", "head": head_rseq},
         )
     if head_rseq == since and wait_s > 0:
-        await store.wait_for_change(since, wait_s)
+        # a long poll ends early when the server shuts down (graceful shutdown must not wait)
+        waiter = asyncio.ensure_future(store.wait_for_change(since, wait_s))
+        stopping = asyncio.ensure_future(request.app[SHUTDOWN].wait())
+        try:
+            await asyncio.wait({waiter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in (waiter, stopping):
+                fut.cancel()
     changes = await store.changes(since, limit)
     # the head of a page is the chain value after its last change ([REQ-FEED-004])
     if changes:
@@ -601,13 +679,21 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[METRICS] = Metrics()
     app[LIMITER] = RateLimiter(settings.rate_per_s, settings.rate_burst)
     app[HEADS] = {}
+    app[SHUTDOWN] = asyncio.Event()
+
+    async def on_shutdown(app: web.Application) -> None:
+        app[SHUTDOWN].set()
+
+    app.on_shutdown.append(on_shutdown)
     if store is not None:
         app[STORE] = store
     app.cleanup_ctx.append(_state_ctx)
     app.router.add_post("/v1/records", post_record)
     app.router.add_post("/v1/records/batch", post_batch)
     app.router.add_get("/v1/names/{name}", get_name)
+    app.router.add_get("/v1/names/", get_name)
     app.router.add_get("/v1/namespaces/{name}", get_namespace)
+    app.router.add_get("/v1/namespaces/", get_namespace)
     app.router.add_post("/v1/search", post_search)
     app.router.add_get("/v1/feed", get_feed)
     app.router.add_get("/v1/snapshot", get_snapshot)

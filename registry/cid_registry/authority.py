@@ -12,9 +12,9 @@ A write is handled as follows ([REQ-REG-011]):
    by any process are known;
 2. verify the envelope: structure, typ, key authorised for the name, signature,
    validity window (:meth:`cid.trust.TrustState.verify`);
-3. check the serial against the stored one (fast refusal; the store re-checks
-   atomically, which is what makes concurrent writers safe);
-4. commit; the change enters the feed; the follower applies it.
+3. for a refresh, check it against the stored offer (version, capacity);
+4. commit: the store checks the serial atomically (which is what makes
+   concurrent writers safe) and the change enters the feed; the follower applies it.
 
 A refused write leaves the store untouched: nothing is written before step 4.
 """
@@ -48,6 +48,8 @@ log = logging.getLogger("cid_registry.authority")
 
 TRUST_TYPES = ("delegation", "keyrotation")
 
+Listener = Callable[[Change, "SignedRecord[Any] | None"], None]
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -72,10 +74,17 @@ class Follower:
         self.trust = TrustState(root_keys)
         self.applied = 0
         self._lock = asyncio.Lock()
-        self._listeners: list[Callable[[Change], None]] = []
+        self._listeners: list[Listener] = []
+        self.fresh: dict[int, SignedRecord[Any]] = {}
+        """Records this process just committed, by rseq: listeners reuse them instead of
+        decoding the change again. Entries are consumed when applied."""
 
-    def on_change(self, listener: Callable[[Change], None]) -> None:
-        """Call ``listener`` for every change applied (after the trust state)."""
+    def on_change(self, listener: Listener) -> None:
+        """Call ``listener(change, record)`` for every change applied (after the trust state).
+
+        ``record`` is the verified record when this process committed the change,
+        else ``None`` (the listener decodes the change's envelope itself).
+        """
         self._listeners.append(listener)
 
     async def catch_up(self, target: int | None = None) -> int:
@@ -95,10 +104,11 @@ class Follower:
         return self.applied
 
     def _apply(self, change: Change) -> None:
+        record = self.fresh.pop(change.rseq, None)
         if change.rtype in TRUST_TYPES:
             self._apply_trust(change)
         for listener in self._listeners:
-            listener(change)
+            listener(change, record)
 
     def _apply_trust(self, change: Change) -> None:
         # Changes were verified when accepted; the trust state is rebuilt from
@@ -111,6 +121,17 @@ class Follower:
             log.error(
                 "feed change %s (%s %s) not applied: %s", change.rseq, change.name, change.rtype, e
             )
+
+
+def _accepted(write: Write, record: SignedRecord[Any], change: Change | None) -> Accepted:
+    return Accepted(
+        name=write.name,
+        rtype=write.rtype,
+        op=write.op,
+        serial=write.serial,
+        digest=write.digest if write.op != "refresh" else record.envelope.digest(),
+        rseq=None if change is None else change.rseq,
+    )
 
 
 class Authority:
@@ -140,15 +161,53 @@ class Authority:
         except Conflict as e:
             raise _conflict_error(e, write) from e
         if change is not None:
+            self.follower.fresh[change.rseq] = record
             await self.follower.catch_up(change.rseq)
-        return Accepted(
-            name=write.name,
-            rtype=write.rtype,
-            op=write.op,
-            serial=write.serial,
-            digest=write.digest if write.op != "refresh" else record.envelope.digest(),
-            rseq=None if change is None else change.rseq,
-        )
+        return _accepted(write, record, change)
+
+    async def submit_many(self, envelopes: list[Envelope]) -> list[Accepted | CidError]:
+        """Verify and commit many envelopes, each on its own ([REQ-REG-021], [REQ-REG-013]).
+
+        Records are committed together (one transaction, one fsync). A
+        delegation or key rotation changes who may sign what, so it is
+        committed on its own before the envelopes after it are verified.
+        """
+        await self.follower.catch_up()
+        results: list[Accepted | CidError | None] = [None] * len(envelopes)
+        pending: list[tuple[int, SignedRecord[Any], Write]] = []
+
+        async def flush() -> None:
+            outcomes = await self.store.commit_many([w for _, _, w in pending])
+            last = 0
+            for (i, record, write), outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, Conflict):
+                    results[i] = _conflict_error(outcome, write)
+                    continue
+                if outcome is not None:
+                    self.follower.fresh[outcome.rseq] = record
+                    last = outcome.rseq
+                results[i] = _accepted(write, record, outcome)
+            pending.clear()
+            if last:
+                await self.follower.catch_up(last)
+
+        now = self.clock()
+        for i, envelope in enumerate(envelopes):
+            try:
+                # authority changes, and changes that depend on the stored state, go alone
+                if envelope.header.typ.rsplit(".", 1)[-1] in (*TRUST_TYPES, "tombstone", "refresh"):
+                    if pending:
+                        await flush()
+                    results[i] = await self.submit(envelope)
+                    now = self.clock()
+                    continue
+                record = self.follower.trust.verify(envelope, now=now)
+                pending.append((i, record, await self._write_for(record, now)))
+            except CidError as err:
+                results[i] = err
+        if pending:
+            await flush()
+        return [r for r in results if r is not None]
 
     async def _write_for(self, record: SignedRecord[Any], now: int) -> Write:
         name = record.name
@@ -170,9 +229,9 @@ class Authority:
                 at=now,
             )
 
+        # The store checks serials atomically (REQ-REG-011); only a refresh needs the
+        # stored offer before it can be judged.
         if isinstance(body, TombstoneBody):
-            stored = await self.store.get(text, body.target)
-            self._check_serial(stored, record, envelope_bytes)
             return write(body.target, "delete", record.envelope.digest())
         if isinstance(body, RefreshBody):
             stored = await self.store.get(text, "offer")
@@ -189,8 +248,6 @@ class Authority:
                     detail={"rule": "free_le_total"},
                 )
             return write("offer", "refresh", body.base)
-        stored = await self.store.get(text, record.record_type)
-        self._check_serial(stored, record, envelope_bytes)
         return write(record.record_type, "put", record.envelope.digest())
 
     @staticmethod

@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="most offers one search may examine [CID_REGISTRY_SEARCH_BUDGET]",
     )
     serve.add_argument(
+        "--self-url",
+        default=_env("SELF_URL"),
+        help="this registry's base URL as delegations list it; namespaces delegated to it "
+        "are served here rather than referred [CID_REGISTRY_SELF_URL]",
+    )
+    serve.add_argument(
         "--ready-file",
         default=None,
         help="write 'host port' here once listening (for scripts and tests)",
@@ -149,6 +155,7 @@ async def _serve(args: argparse.Namespace) -> int:
         rate_burst=args.burst,
         max_body_bytes=args.max_body,
         search_budget=args.search_budget,
+        self_url=args.self_url,
     )
     if not settings.store.startswith(("postgresql://", "postgres://")):
         directory = os.path.dirname(settings.store.removeprefix("sqlite://"))

@@ -18,7 +18,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from cid import codec
-from cid.codec import Encoding, Limits
+from cid.codec import Encoding, Limits, Scan
 from cid.errors import CidError, NotAcceptableError, UnsupportedMediaTypeError
 
 __all__ = [
@@ -47,12 +47,12 @@ def body_encoding(content_type: str) -> Encoding:
     )
 
 
-async def decode_body(request: web.Request, limits: Limits) -> tuple[Any, bool, Encoding]:
-    """Read and decode a request body: ``(value, scanned_plain, encoding)``."""
+async def decode_body(request: web.Request, limits: Limits) -> tuple[Any, Scan, Encoding]:
+    """Read and decode a request body: ``(value, scan verdict, encoding)``."""
     encoding = body_encoding(request.headers.get("Content-Type", ""))
     data = await request.read()
-    value, plain = codec.decode_scanned(data, encoding, limits)
-    return value, plain, encoding
+    value, scan = codec.decode_scanned(data, encoding, limits)
+    return value, scan, encoding
 
 
 def _accept_entries(header: str) -> list[tuple[str, float]]:

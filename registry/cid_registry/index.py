@@ -13,7 +13,7 @@ import logging
 from collections import Counter
 from typing import Any
 
-from cid.envelope import Envelope, parse_record_body
+from cid.envelope import Envelope, SignedRecord, parse_record_body
 from cid.errors import CidError
 from cid.identifier import Identifier
 from cid.latency import LatencyModel, default_model
@@ -34,16 +34,19 @@ class SearchIndex:
         self.latency = latency if latency is not None else default_model()
         self._classes: dict[Identifier, str] = {}
 
-    def apply_change(self, change: Change) -> None:
+    def apply_change(self, change: Change, record: SignedRecord[Any] | None = None) -> None:
         if change.rtype != "offer":
             return
-        name = Identifier.parse(change.name)
-        try:
-            env = Envelope.decode(change.envelope, "msgpack")
-            body = parse_record_body(env)
-        except CidError as e:  # pragma: no cover - changes were verified when accepted
-            log.error("feed change %s not indexed: %s", change.rseq, e)
-            return
+        if record is not None:
+            name, env, body = record.name, record.envelope, record.body
+        else:
+            name = Identifier.parse(change.name)
+            try:
+                env = Envelope.decode(change.envelope, "msgpack")
+                body = parse_record_body(env)
+            except CidError as e:  # pragma: no cover - changes were verified when accepted
+                log.error("feed change %s not indexed: %s", change.rseq, e)
+                return
         if change.op == "delete":
             self.matcher.remove(name)
             self._classes.pop(name, None)

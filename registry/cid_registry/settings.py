@@ -46,7 +46,7 @@ class Settings:
     root_keys: list[PublicKey]
     """The trust anchor: the registry operator's root public keys."""
     service_key: SigningKey
-    """Signs feed heads, snapshots and the latency model; listed in the root zone record."""
+    """Signs feed heads and snapshots; listed in the root zone record's service_keys."""
     store: str = "var/registry.sqlite3"
     host: str = "127.0.0.1"
     port: int = 8470
@@ -60,6 +60,9 @@ class Settings:
     long_poll_max_s: float = 30.0
     read_timeout_s: float = 15.0
     shutdown_timeout_s: float = 10.0
+    self_url: str | None = None
+    """This registry's own base URL as delegations list it: a namespace whose delegation
+    lists it is served here, not referred elsewhere ([REQ-REG-032])."""
     clock: Callable[[], int] = field(default=system_clock)
 
     @classmethod

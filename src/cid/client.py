@@ -128,14 +128,17 @@ class RegistryClient:
 
     async def resolve(self, name: Identifier | str) -> dict[str, Any]:
         """The raw resolve answer (records, refreshes, proof, or a referral)."""
-        text = name.to_text() if isinstance(name, Identifier) else Identifier.parse(name).to_text()
+        ident = name if isinstance(name, Identifier) else Identifier.parse(name)
+        # URL libraries drop a "." path segment: the root is the empty segment
+        text = "" if ident.is_root else ident.to_text()
         result: dict[str, Any] = await self.request("GET", f"/v1/names/{text}")
         return result
 
     async def list_namespace(
         self, namespace: Identifier | str, *, cursor: str | None = None, limit: int = 100
     ) -> dict[str, Any]:
-        text = namespace.to_text() if isinstance(namespace, Identifier) else namespace
+        ident = namespace if isinstance(namespace, Identifier) else Identifier.parse(namespace)
+        text = "" if ident.is_root else ident.to_text()
         params: dict[str, str | int] = {"limit": limit}
         if cursor:
             params["cursor"] = cursor

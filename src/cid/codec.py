@@ -46,8 +46,10 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "Encoding",
     "Limits",
+    "Scan",
     "Value",
     "canonical_json_scanned",
+    "canonical_msgpack_scanned",
     "canonicalize",
     "decode",
     "decode_json",
@@ -70,6 +72,19 @@ _MEDIA_TYPES: Final[dict[str, str]] = {
     "json": "application/cid+json",
     "msgpack": "application/cid+msgpack",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What a decoder's walk learned about a value, so that encoders can skip work.
+
+    ``plain``: no map key has a character above U+FFFF (code-point order is
+    UTF-16 order). ``ordered``: additionally every map's keys arrived in
+    canonical order, so the value can be encoded without sorting.
+    """
+
+    plain: bool
+    ordered: bool
 
 
 def media_type(encoding: Encoding) -> str:
@@ -291,7 +306,7 @@ def _bad_leaf(v: Any, max_string: int) -> None:
     )
 
 
-def _convert(parsed: Any, limits: Limits) -> tuple[Value, bool]:
+def _convert(parsed: Any, limits: Limits) -> tuple[Value, Scan]:
     """Turn pair tuples into dicts and check the data model and limits in one walk."""
     max_depth = limits.max_depth
     max_string = limits.max_string
@@ -299,12 +314,13 @@ def _convert(parsed: Any, limits: Limits) -> tuple[Value, bool]:
     max_map = limits.max_map
     lo, hi = -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER
     plain = True
+    ordered = True
 
     def too_deep() -> LimitExceededError:
         return LimitExceededError(f"nesting deeper than {max_depth}", detail={"rule": "max_depth"})
 
     def convert_map(pairs: tuple[tuple[Any, Any], ...], depth: int) -> dict[str, Any]:
-        nonlocal plain
+        nonlocal plain, ordered
         if depth > max_depth:
             raise too_deep()
         if len(pairs) > max_map:
@@ -312,9 +328,15 @@ def _convert(parsed: Any, limits: Limits) -> tuple[Value, bool]:
                 f"map of {len(pairs)} entries, limit {max_map}", detail={"rule": "max_map"}
             )
         out: dict[str, Any] = {}
+        prev = ""
         for k, item in pairs:
             if type(k) is not str:
                 raise DecodeError("map keys must be strings", detail={"rule": "string_keys"})
+            if ordered:
+                # keys already in canonical order let encoders skip sorting (valid while plain)
+                if prev and k <= prev:
+                    ordered = False
+                prev = k
             if not k.isascii() or len(k) > max_string:
                 _bad_leaf(k, max_string)
                 if plain and max(k) > "\uffff":
@@ -367,7 +389,7 @@ def _convert(parsed: Any, limits: Limits) -> tuple[Value, bool]:
     else:
         _bad_leaf(parsed, max_string)
         value = parsed
-    return value, plain
+    return value, Scan(plain, plain and ordered)
 
 
 def _reject_constant(name: str) -> Any:
@@ -403,7 +425,7 @@ def decode_json(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
     return _decode_json(data, limits)[0]
 
 
-def _decode_json(data: bytes, limits: Limits) -> tuple[Value, bool]:
+def _decode_json(data: bytes, limits: Limits) -> tuple[Value, Scan]:
     raw = _check_size(data, limits)
     try:
         text = raw.decode("utf-8")
@@ -438,7 +460,7 @@ def decode_msgpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
     return _decode_msgpack(data, limits)[0]
 
 
-def _decode_msgpack(data: bytes, limits: Limits) -> tuple[Value, bool]:
+def _decode_msgpack(data: bytes, limits: Limits) -> tuple[Value, Scan]:
     raw = _check_size(data, limits)
     try:
         parsed = msgpack.unpackb(
@@ -489,25 +511,34 @@ def decode_scanned(
     limits: Limits = DEFAULT_LIMITS,
     *,
     require_canonical: bool = False,
-) -> tuple[Value, bool]:
-    """:func:`decode`, also returning the scan's verdict for :func:`canonical_json_scanned`."""
+) -> tuple[Value, Scan]:
+    """:func:`decode`, also returning the scan's verdict for the ``*_scanned`` encoders."""
     if encoding == "json":
-        value, plain = _decode_json(data, limits)
+        value, scan = _decode_json(data, limits)
     elif encoding == "msgpack":
-        value, plain = _decode_msgpack(data, limits)
+        value, scan = _decode_msgpack(data, limits)
     else:
         raise DecodeError(f"unknown encoding {encoding!r}")
     if require_canonical and encode(value, encoding) != bytes(data):
         raise NonCanonicalError(f"{encoding} bytes are not in canonical form")
-    return value, plain
+    return value, scan
 
 
-def canonical_json_scanned(value: Value, plain: bool) -> bytes:
+def canonical_json_scanned(value: Value, scan: Scan) -> bytes:
     """Canonical JSON of a value that a decoder already scanned (skips the second walk).
 
-    ``plain`` must be the verdict :func:`decode_scanned` returned for a value that
+    ``scan`` must be the verdict :func:`decode_scanned` returned for a value that
     contains ``value``.
     """
-    if plain:
+    if scan.plain:
         return _json_dumps(value, sort_keys=True)
     return _json_dumps(_sorted_copy(value, True), sort_keys=False)
+
+
+def canonical_msgpack_scanned(value: Value, scan: Scan) -> bytes:
+    """Canonical msgpack of an already scanned value; no copy when its maps are in order."""
+    if scan.ordered:
+        out: bytes = msgpack.packb(value, use_bin_type=True)
+        return out
+    out = msgpack.packb(_sorted_copy(value, not scan.plain), use_bin_type=True)
+    return out

@@ -40,8 +40,10 @@ from .codec import (
     DEFAULT_LIMITS,
     Encoding,
     Limits,
+    Scan,
     Value,
     canonical_json_scanned,
+    canonical_msgpack_scanned,
     decode_scanned,
     encode,
     encode_json,
@@ -132,13 +134,13 @@ class Envelope:
     header_value: dict[str, Any]
     body_value: dict[str, Any]
     sigs: tuple[Signature, ...]
-    scanned_plain: bool | None = field(default=None, compare=False, repr=False)
-    """Set by :meth:`decode`: the decoder's scan verdict, so :meth:`message` skips a second walk."""
+    scan: Scan | None = field(default=None, compare=False, repr=False)
+    """Set when decoded: the decoder's verdict, so :meth:`message` and :meth:`encode` skip work."""
 
     # -- construction -------------------------------------------------------------
 
     @classmethod
-    def from_value(cls, value: Value, *, scanned_plain: bool | None = None) -> Envelope:
+    def from_value(cls, value: Value, *, scan: Scan | None = None) -> Envelope:
         """Parse the envelope structure (not the body) from a data-model value."""
         if not isinstance(value, dict):
             raise SchemaError("envelope must be a map", detail={"rule": "type"})
@@ -166,23 +168,26 @@ class Envelope:
             raise SchemaError(
                 "two signatures by one key", field="sigs", detail={"rule": "unique_kid"}
             )
-        return cls(header, header_value, body_value, sigs, scanned_plain)
+        return cls(header, header_value, body_value, sigs, scan)
 
     @classmethod
     def decode(cls, data: bytes, encoding: Encoding, limits: Limits = DEFAULT_LIMITS) -> Envelope:
         """Decode bytes into an envelope (unverified)."""
-        value, plain = decode_scanned(data, encoding, limits)
-        return cls.from_value(value, scanned_plain=plain)
+        value, scan = decode_scanned(data, encoding, limits)
+        return cls.from_value(value, scan=scan)
 
     def to_value(self) -> dict[str, Any]:
+        # members in canonical order, so that scanned envelopes encode without sorting
         return {
-            "header": self.header_value,
             "body": self.body_value,
-            "sigs": [s.to_value() for s in self.sigs],
+            "header": self.header_value,
+            "sigs": [{"kid": s.kid, "sig": s.sig} for s in self.sigs],
         }
 
     def encode(self, encoding: Encoding) -> bytes:
         """Canonical bytes of the whole envelope."""
+        if self.scan is not None and encoding == "msgpack":
+            return canonical_msgpack_scanned(self.to_value(), self.scan)
         return encode(self.to_value(), encoding)
 
     # -- signing input --------------------------------------------------------------
@@ -194,8 +199,8 @@ class Envelope:
     @cached_property
     def _message(self) -> bytes:
         value = {"body": self.body_value, "header": self.header_value}
-        if self.scanned_plain is not None:
-            return canonical_json_scanned(value, self.scanned_plain)
+        if self.scan is not None:
+            return canonical_json_scanned(value, self.scan)
         return encode_json(value)
 
     def message(self) -> bytes:
@@ -215,7 +220,7 @@ class Envelope:
             return self
         sig = Signature(kid=key.kid, sig=b64url_encode(key.sign(self.signing_input(key.kid))))
         return Envelope(
-            self.header, self.header_value, self.body_value, (*self.sigs, sig), self.scanned_plain
+            self.header, self.header_value, self.body_value, (*self.sigs, sig), self.scan
         )
 
     # -- verification -----------------------------------------------------------------

@@ -51,7 +51,7 @@ from .errors import (
     SerialRollbackError,
 )
 from .identifier import Identifier
-from .record import DelegationBody, KeyRotationBody
+from .record import RECORD_BODIES, DelegationBody, KeyRotationBody
 from .signing import PublicKey
 
 __all__ = ["Namespace", "TrustState"]
@@ -212,6 +212,11 @@ class TrustState:
         for replaying records that were verified when they were accepted.
         """
         typ = envelope.header.typ
+        if typ not in RECORD_BODIES:
+            # REQ-SIG-003 / REQ-SIG-030 step 1: the typ is checked before anything else
+            raise SchemaError(
+                f"typ {typ!r} is not a record type", field="header.typ", detail={"rule": "typ"}
+            )
         record_type = typ.rsplit(".", 1)[-1]
         kind = record_type
         if record_type == "tombstone":

@@ -340,7 +340,18 @@ async def test_content_negotiation_and_caching(backend: Backend) -> None:
             ) as r:
                 assert r.content_type == "application/cid+json"
                 assert await r.read() == codec.encode_json(value)
+            msgpack_only = {"Accept": "application/cid+msgpack"}
+            async with s.get(
+                url + "/v1/names/pool.ctyun", headers={"If-None-Match": etag, **msgpack_only}
+            ) as r:
+                assert r.status == 304
+            # the JSON representation has its own entity tag
             async with s.get(url + "/v1/names/pool.ctyun", headers={"If-None-Match": etag}) as r:
+                assert r.status == 200 and r.headers["ETag"] != etag
+            async with s.get(
+                url + "/v1/names/pool.ctyun",
+                headers={"If-None-Match": f'"x", W/{etag}', **msgpack_only},
+            ) as r:
                 assert r.status == 304
             async with s.get(url + "/v1/names/pool.ctyun", headers={"Accept": "text/html"}) as r:
                 assert r.status == 406

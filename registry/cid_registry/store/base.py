@@ -28,7 +28,7 @@ inside ``ctyun`` ([REQ-ID-023]).
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -167,6 +167,22 @@ class Store(abc.ABC):
         Raises:
             Conflict: the stored state refuses the write.
         """
+
+    async def commit_many(self, writes: Sequence[Write]) -> list[Change | ConflictError | None]:
+        """Apply several writes in order, in as few transactions as the store can ([REQ-REG-013]).
+
+        Each write succeeds or fails on its own, exactly as :meth:`commit` would
+        one after the other; the result list holds the change, ``None``
+        (idempotent) or the :class:`ConflictError` of each. Stores override this
+        to share one transaction (one fsync) between the writes of a batch.
+        """
+        out: list[Change | ConflictError | None] = []
+        for write in writes:
+            try:
+                out.append(await self.commit(write))
+            except ConflictError as e:
+                out.append(e)
+        return out
 
     @abc.abstractmethod
     async def changes(self, since: int, limit: int) -> list[Change]:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -43,7 +43,7 @@ import asyncpg
 from cid.errors import InternalError, UnavailableError
 from cid.feed import CHAIN_ZERO, chain_step
 
-from .base import Change, Op, Store, StoredRecord, Write
+from .base import Change, Conflict, Op, Store, StoredRecord, Write
 from .sqlite import (
     BATCH_SIZE,
     MAX_PROBLEMS,
@@ -287,13 +287,26 @@ class PostgresStore(Store):
 
     async def commit(self, write: Write) -> Change | None:
         """Apply ``write`` in one transaction serialised on the head row."""
+        (result,) = await self.commit_many([write])
+        if isinstance(result, Conflict):
+            raise result
+        return result
+
+    async def commit_many(self, writes: Sequence[Write]) -> list[Change | Conflict | None]:
+        """Apply ``writes`` in one transaction serialised on the head row (one commit)."""
         pool = self._require_pool()
+        out: list[Change | Conflict | None] = []
         with _wrap_errors("commit"):
             async with pool.acquire() as conn, conn.transaction():
-                change = await self._commit_in(conn, write)
-        if change is not None:
-            self._signal.advance(change.rseq)
-        return change
+                for write in writes:
+                    try:
+                        out.append(await self._commit_in(conn, write))
+                    except Conflict as e:
+                        out.append(e)
+        last = max((r.rseq for r in out if isinstance(r, Change)), default=None)
+        if last is not None:
+            self._signal.advance(last)
+        return out
 
     async def _commit_in(self, conn: Any, write: Write) -> Change | None:
         head = await conn.fetchrow(f"SELECT rseq, chain FROM {self._t_head} WHERE one FOR UPDATE")

@@ -40,7 +40,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
@@ -496,70 +496,95 @@ class SqliteStore(Store):
 
     async def commit(self, write: Write) -> Change | None:
         """Apply ``write`` in one ``BEGIN IMMEDIATE`` transaction (see the module docstring)."""
-        change = await self._run(functools.partial(self._commit_on_thread, write))
-        if change is not None:
-            self._signal.advance(change.rseq)
-        return change
+        (result,) = await self.commit_many([write])
+        if isinstance(result, Conflict):
+            raise result
+        return result
+
+    async def commit_many(self, writes: Sequence[Write]) -> list[Change | Conflict | None]:
+        """Apply ``writes`` in one ``BEGIN IMMEDIATE`` transaction: one fsync for the batch."""
+        results = await self._run(functools.partial(self._commit_many_on_thread, list(writes)))
+        last = max((r.rseq for r in results if isinstance(r, Change)), default=None)
+        if last is not None:
+            self._signal.advance(last)
+        return results
 
     @staticmethod
-    def _commit_on_thread(write: Write, conn: sqlite3.Connection) -> Change | None:
+    def _commit_many_on_thread(
+        writes: list[Write], conn: sqlite3.Connection
+    ) -> list[Change | Conflict | None]:
+        out: list[Change | Conflict | None] = []
         with _transaction(conn, "IMMEDIATE"):
             # The write lock is held from here on: the head read below is the
             # latest of every process, and nobody else can allocate rseq + 1.
-            head_rseq, head_chain = _head(conn)
-            row = conn.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM records WHERE name = ? AND rtype = ?",
-                (write.name, write.rtype),
-            ).fetchone()
-            rseq = head_rseq + 1
-            new = apply_write(None if row is None else _record(row), write, rseq)
-            if new is None:
-                return None
-            change = Change(
-                rseq=rseq,
-                name=write.name,
-                rtype=write.rtype,
-                op=write.op,
-                serial=write.serial,
-                envelope=write.envelope,
-                chain=chain_step(head_chain, rseq, write.envelope),
-                at=write.at,
-            )
-            conn.execute(
-                f"INSERT INTO changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    change.rseq,
-                    change.name,
-                    change.rtype,
-                    change.op,
-                    change.serial,
-                    change.envelope,
-                    change.chain,
-                    change.at,
-                ),
-            )
-            conn.execute(
-                f"""INSERT INTO records (rname, {_RECORD_COLUMNS})
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (name, rtype) DO UPDATE SET
-                        rname = excluded.rname, serial = excluded.serial,
-                        digest = excluded.digest, envelope = excluded.envelope,
-                        expires = excluded.expires, refresh = excluded.refresh,
-                        deleted = excluded.deleted, rseq = excluded.rseq""",
-                (
-                    write.rname,
-                    new.name,
-                    new.rtype,
-                    new.serial,
-                    new.digest,
-                    new.envelope,
-                    new.expires,
-                    new.refresh,
-                    int(new.deleted),
-                    new.rseq,
-                ),
-            )
-            return change
+            head = _head(conn)
+            for write in writes:
+                try:
+                    change = SqliteStore._apply_one(conn, write, head)
+                except Conflict as e:
+                    out.append(e)
+                    continue
+                out.append(change)
+                if change is not None:
+                    head = (change.rseq, change.chain)
+        return out
+
+    @staticmethod
+    def _apply_one(conn: sqlite3.Connection, write: Write, head: tuple[int, str]) -> Change | None:
+        head_rseq, head_chain = head
+        row = conn.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE name = ? AND rtype = ?",
+            (write.name, write.rtype),
+        ).fetchone()
+        rseq = head_rseq + 1
+        new = apply_write(None if row is None else _record(row), write, rseq)
+        if new is None:
+            return None
+        change = Change(
+            rseq=rseq,
+            name=write.name,
+            rtype=write.rtype,
+            op=write.op,
+            serial=write.serial,
+            envelope=write.envelope,
+            chain=chain_step(head_chain, rseq, write.envelope),
+            at=write.at,
+        )
+        conn.execute(
+            f"INSERT INTO changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                change.rseq,
+                change.name,
+                change.rtype,
+                change.op,
+                change.serial,
+                change.envelope,
+                change.chain,
+                change.at,
+            ),
+        )
+        conn.execute(
+            f"""INSERT INTO records (rname, {_RECORD_COLUMNS})
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (name, rtype) DO UPDATE SET
+                    rname = excluded.rname, serial = excluded.serial,
+                    digest = excluded.digest, envelope = excluded.envelope,
+                    expires = excluded.expires, refresh = excluded.refresh,
+                    deleted = excluded.deleted, rseq = excluded.rseq""",
+            (
+                write.rname,
+                new.name,
+                new.rtype,
+                new.serial,
+                new.digest,
+                new.envelope,
+                new.expires,
+                new.refresh,
+                int(new.deleted),
+                new.rseq,
+            ),
+        )
+        return change
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -1,0 +1,268 @@
+"""Registry benchmark (issue 3), in one run, on this machine.
+
+Reports:
+* resolve-by-identifier requests/s and p50/p99 under concurrent load, as a
+  ratio of a minimal aiohttp "hello" handler measured the same way in the same run;
+* signed registrations/s (the batch endpoint; each record fully verified and
+  committed), as a ratio of raw Ed25519 verifies/s measured in the same run;
+* search requests/s and p50/p99 on a catalogue of N offers (default 100k),
+  for a selective, a medium and a broad query.
+
+Load comes from ``wrk`` (Debian package ``wrk``) when it is installed, else
+from an aiohttp load generator in another process. The registry is one
+process on the embedded SQLite store; the load generator gets the other core.
+
+    .venv/bin/python benchmarks/bench_registry.py [--offers 100000] [--seconds 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from catalogue import generate  # noqa: E402
+
+from cid import examples as ex  # noqa: E402
+from cid.client import RegistryClient  # noqa: E402
+from cid.envelope import sign_record  # noqa: E402
+from cid.query import Query  # noqa: E402
+from cid.signing import SigningKey  # noqa: E402
+
+HELLO = textwrap.dedent(
+    """
+    import sys
+    from aiohttp import web
+    async def hello(request):
+        return web.Response(text="hello")
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    async def main():
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        open(sys.argv[1] + ".tmp", "w").write(f"127.0.0.1 {port}")
+        import os; os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+        import asyncio; await asyncio.Event().wait()
+    import asyncio; asyncio.run(main())
+    """
+)
+
+LOADGEN = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    import aiohttp
+    url, method, body, ctype, seconds, conns = sys.argv[1:7]
+    seconds, conns = float(seconds), int(conns)
+    data = body.encode() if body else None
+    async def worker(session, lat, deadline):
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            async with session.request(method, url, data=data, headers={"Content-Type": ctype}) as r:
+                await r.read()
+            lat.append(time.perf_counter() - t0)
+    async def main():
+        lat = []
+        conn = aiohttp.TCPConnector(limit=conns)
+        async with aiohttp.ClientSession(connector=conn) as s:
+            t0 = time.perf_counter()
+            deadline = t0 + seconds
+            await asyncio.gather(*[worker(s, lat, deadline) for _ in range(conns)])
+            elapsed = time.perf_counter() - t0
+        lat.sort()
+        print(json.dumps({"rps": len(lat) / elapsed, "p50": lat[len(lat)//2] * 1e3,
+                          "p99": lat[int(len(lat)*0.99)] * 1e3}))
+    asyncio.run(main())
+    """
+)
+
+
+def _wait_ready(path: Path, proc: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("server did not start")
+        time.sleep(0.05)
+    host, port = path.read_text().split()
+    return f"http://{host}:{port}"
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def load(url: str, *, seconds: float, conns: int, method: str = "GET", body: str = "") -> dict[str, float]:
+    """Drive ``url`` for ``seconds``; requests/s and latency percentiles (ms)."""
+    ctype = "application/cid+json"
+    if shutil.which("wrk"):
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(f'wrk.method = "{method}"\n')
+            if body:
+                f.write(f"wrk.body = {json.dumps(body)}\n")
+                f.write(f'wrk.headers["Content-Type"] = "{ctype}"\n')
+            script = f.name
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script, url],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        os.unlink(script)
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+        p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if non2xx:
+            raise RuntimeError(f"{non2xx.group(1)} error responses from {url}")
+        return {"rps": rps, "p50": p50, "p99": p99}
+    out = subprocess.run(
+        [sys.executable, "-c", LOADGEN, url, method, body, ctype, str(seconds), str(conns)],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def raw_verify_rate(seconds: float = 1.0) -> float:
+    key = SigningKey.generate()
+    data = b"x" * 1100
+    sig = key.sign(data)
+    pub = key.public_key
+    n = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(200):
+            pub.verify(sig, data)
+        n += 200
+    return n / (time.perf_counter() - t0)
+
+
+async def populate(url: str, offers: list[Any], provider: SigningKey, now: int,
+                   *, concurrency: int = 2, chunk: int = 500) -> float:
+    """Register pre-signed offers via the batch endpoint; returns registrations/s."""
+    envs = [
+        sign_record(o.offer, name=o.name, serial=1, key=provider, nbf=now - 60,
+                    exp=now + 86_400, ttl=300).envelope
+        for o in offers
+    ]
+    chunks = [envs[i : i + chunk] for i in range(0, len(envs), chunk)]
+    queue: asyncio.Queue[list[Any]] = asyncio.Queue()
+    for c in chunks:
+        queue.put_nowait(c)
+
+    async def worker(client: RegistryClient) -> None:
+        while not queue.empty():
+            batch = queue.get_nowait()
+            results = await client.submit_batch(batch)
+            bad = [r for r in results if not isinstance(r, dict)]
+            if bad:
+                raise RuntimeError(f"registration refused: {bad[0]}")
+
+    async with RegistryClient(url, timeout_s=600) as client:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker(client) for _ in range(concurrency)])
+        return len(envs) / (time.perf_counter() - t0)
+
+
+async def delegate_all(url: str, root: SigningKey, provider: SigningKey, offers: list[Any], now: int) -> None:
+    tops = sorted({o.name.labels[-1] for o in offers} | {"ctyun"})
+    async with RegistryClient(url) as client:
+        for top in tops:
+            d = sign_record(ex.delegation(provider), name=top, serial=1, key=root, nbf=now - 60,
+                            exp=now + 30 * 86_400)
+            await client.submit(d)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--offers", type=int, default=100_000, help="catalogue size for search")
+    parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
+    parser.add_argument("--conns", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="small and short (smoke run)")
+    args = parser.parse_args()
+    if args.quick:
+        args.offers, args.seconds = 5_000, 2.0
+
+    tmp = Path(tempfile.mkdtemp(prefix="cid-bench-"))
+    root, service, provider = ex.root_key(), SigningKey.generate(), ex.provider_key()
+    (tmp / "root.json").write_text(json.dumps([root.public_key.to_value()]))
+    (tmp / "service.key").write_text(json.dumps(service.to_file_value()))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        reg_ready, hello_ready = tmp / "reg.ready", tmp / "hello.ready"
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "cid_registry.cli", "serve", "--store", str(tmp / "reg.db"),
+             "--port", "0", "--root-keys", str(tmp / "root.json"), "--service-key",
+             str(tmp / "service.key"), "--rate", "1e9", "--burst", "1000000000",
+             "--search-budget", "10000000", "--ready-file", str(reg_ready), "--log-level", "warning"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp / "reg.log", "wb"),
+        ))
+        reg = _wait_ready(reg_ready, procs[-1])
+        procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(hello_ready)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        hello = _wait_ready(hello_ready, procs[-1])
+        now = int(time.time())
+        offers = generate(args.offers, now=now)
+        asyncio.run(delegate_all(reg, root, provider, offers, now))
+
+        print(f"# cid registry benchmark - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        print(f"# {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}, "
+              f"load: {'wrk' if shutil.which('wrk') else 'aiohttp loadgen'} -c{args.conns} "
+              f"{args.seconds:g}s per run; registry: 1 process, SQLite store\n")
+
+        verify_rate = raw_verify_rate()
+        reg_rate = asyncio.run(populate(reg, offers, provider, now))
+        print(f"{'registrations':<44} {'per s':>10} {'x raw verify':>13}")
+        print(f"{'raw Ed25519 verify (same machine, 1 core)':<44} {verify_rate:>10.0f} {1:>13.2f}")
+        print(f"{f'signed registrations ({len(offers)} via batch)':<44} {reg_rate:>10.0f} "
+              f"{reg_rate / verify_rate:>13.2f}\n")
+
+        name = offers[0].name.to_text()
+        rows = [("hello (minimal aiohttp handler)", load(hello + "/hello", seconds=args.seconds, conns=args.conns))]
+        rows.append((f"resolve {name[:28]}", load(reg + "/v1/names/" + name, seconds=args.seconds,
+                                                  conns=args.conns)))
+        shapes = {
+            "search: selective (8xA100 near TJ)": {"class": "intelligent", "accelerator": {"model": ["a100-80g"], "count_min": 8},
+                                                   "near": {"region": "CN-TJ", "max_rtt_us": 3000}, "limit": 10},
+            "search: medium (general CN-GZ, cheapest)": {"class": "general", "region_in": ["CN-GZ"], "currency": "CNY",
+                                                        "order": ["cost"], "limit": 10},
+            "search: broad (any, greenest)": {"order": ["renewable"], "limit": 10},
+        }
+        for label, q in shapes.items():
+            body = json.dumps(Query.model_validate(q).to_value())
+            rows.append((label, load(reg + "/v1/search", seconds=args.seconds, conns=args.conns,
+                                     method="POST", body=body)))
+        base = rows[0][1]["rps"]
+        print(f"{'HTTP load (' + str(len(offers)) + ' offers held)':<44} {'req/s':>10} {'p50 ms':>8} "
+              f"{'p99 ms':>8} {'x hello':>8}")
+        for label, r in rows:
+            print(f"{label:<44} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps'] / base:>8.2f}")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

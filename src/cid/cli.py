@@ -1,0 +1,1607 @@
+"""``cid``: the command line for providers and registry operators (issue 3).
+
+Typical use::
+
+    cid keygen ctyun.key                        # a new Ed25519 key file (mode 0600)
+    cid pubkey ctyun.key > ctyun.pub.json       # its public half: the delegation request
+    cid delegate ctyun --key root.key --to ctyun.pub.json        # the operator issues it
+    cid zone ctyun --key ctyun.key --display-name "CTyun" --service-key svc.pub.json
+    cid register offers.ndjson --key ctyun.key  # one offer or thousands, progress on stderr
+    cid refresh gz.ctyun --key ctyun.key --units-free 17
+    cid resolve gz.ctyun --root-key root.pub.json                # verified from the anchor
+    cid search --query-json '{"class": "general", "limit": 5}'
+    cid snapshot --out catalogue.json && cid feed --since 0 --follow
+
+Theory of operation
+-------------------
+This module is an I/O edge (STYLE 1): it builds record bodies with the models
+of :mod:`cid.record`, signs them with :func:`cid.envelope.sign_record` and talks
+to a registry with :class:`cid.client.RegistryClient`. Every command is an
+``async`` function of the parsed arguments and an :class:`Output`; :func:`main`
+runs it and maps outcomes to exit statuses:
+
+* ``0``: success;
+* ``1``: a :class:`~cid.errors.CidError`, printed on stderr as
+  ``error NAME (code): message [field]`` (with ``--json`` the wire error object
+  is also printed on stdout as ``{"error": {...}}``); any other exception is
+  reported as ``INTERNAL`` the same way, never as a traceback (``CID_DEBUG=1``
+  shows it);
+* ``2``: a usage error (argparse's convention);
+* ``130``: interrupted (Ctrl-C).
+
+Signing conventions: every signed record has ``nbf = now - 60`` (one minute of
+clock skew towards the registry) and ``exp = now + ttl``. Serials default to the
+current Unix time, like DNS date serials (``2026010101``): they increase by
+themselves between runs without any state on the signer's side, as long as one
+identity is not signed twice within one second (then pass ``--serial``).
+``refresh`` and ``delete`` first resolve the name and never go below the held
+serial plus one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+import unicodedata
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TextIO, TypeVar
+
+import aiohttp
+
+from . import codec
+from .client import RegistryClient
+from .envelope import MAX_VALIDITY_S, Envelope, sign_record
+from .errors import (
+    CidError,
+    DecodeError,
+    HeadMismatchError,
+    InternalError,
+    NotFoundError,
+    SchemaError,
+    UnavailableError,
+    VerificationError,
+    from_wire,
+)
+from .feed import CHAIN_ZERO, FEED_HEAD_TYP, SNAPSHOT_TYP, SnapshotHead, chain_step
+from .feed import snapshot_digest as compute_snapshot_digest
+from .identifier import Identifier
+from .model import WireModel, validate
+from .query import Query, ResolveResponse
+from .record import (
+    DelegationBody,
+    KeyRotationBody,
+    OfferBody,
+    RefreshBody,
+    TombstoneBody,
+    ZoneBody,
+    record_type_of,
+)
+from .signing import PublicKey, SigningKey
+from .trust import TrustState
+
+__all__ = ["DEFAULT_REGISTRY", "Output", "Progress", "build_parser", "main", "table"]
+
+DEFAULT_REGISTRY: Final = "http://127.0.0.1:8470"
+NBF_SLACK_S: Final = 60
+"""``nbf`` is this many seconds before now, for clock skew between signer and registry."""
+MAX_TTL_S: Final = MAX_VALIDITY_S - NBF_SLACK_S
+MAX_DAYS: Final = MAX_TTL_S // 86_400
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INTERRUPTED: Final = 130
+_KID_LENGTH: Final = 22
+
+
+class UsageError(Exception):
+    """A command line that parses but makes no sense: exit status 2."""
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _width(text: str) -> int:
+    """Display width: East Asian wide and fullwidth characters take two columns."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A plain-text table with left-aligned columns (CJK-aware widths)."""
+    cells = [[str(h) for h in headers]] + [
+        ["-" if v is None else str(v) for v in row] for row in rows
+    ]
+    widths = [max(_width(r[i]) for r in cells) for i in range(len(headers))]
+    lines = []
+    for r in cells:
+        parts = [c + " " * (widths[i] - _width(c)) for i, c in enumerate(r)]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _error_line(err: CidError) -> str:
+    where = f" [{err.field}]" if err.field else ""
+    return f"error {err.name} ({err.code}): {err.message}{where}"
+
+
+@dataclass
+class Output:
+    """Where a command writes: results on stdout (human or ``--json``), the rest on stderr."""
+
+    json: bool = False
+    quiet: bool = False
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def emit(self, value: Any, human: Callable[[], str] | str) -> None:
+        """Print ``value`` as JSON with ``--json``, else the human rendering."""
+        if self.json:
+            self.stdout.write(_dumps(value, indent=2) + "\n")
+        else:
+            text = human() if callable(human) else human
+            if text:
+                self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def line(self, value: Any) -> None:
+        """One NDJSON line (streaming output with ``--json``)."""
+        self.stdout.write(_dumps(value) + "\n")
+        self.stdout.flush()
+
+    def note(self, text: str) -> None:
+        """Progress and remarks on stderr, unless ``--quiet``."""
+        if not self.quiet:
+            self.stderr.write(text + "\n")
+            self.stderr.flush()
+
+    def error(self, err: CidError, *, prefix: str = "", to_stdout: bool = True) -> None:
+        self.stderr.write(prefix + _error_line(err) + "\n")
+        self.stderr.flush()
+        if self.json and to_stdout:
+            self.stdout.write(_dumps({"error": err.to_wire()}) + "\n")
+            self.stdout.flush()
+
+
+def _dumps(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+
+
+class Progress:
+    """A progress display on stderr: ``done/total``, rate and elapsed time.
+
+    On a terminal the line is redrawn in place (at most ten times a second);
+    otherwise (a log file, a pipe) one line is written at most once a second,
+    plus the final one.
+    """
+
+    def __init__(self, out: Output, label: str, total: int | None, unit: str = "items") -> None:
+        self.out = out
+        self.label = label
+        self.total = total
+        self.unit = unit
+        self.done = 0
+        self.start = time.monotonic()
+        self._last = 0.0
+        self._tty = out.stderr.isatty()
+        self._shown = -1
+
+    def _fmt(self, n: float) -> str:
+        if self.unit != "bytes":
+            return str(int(n))
+        if n >= 1024 * 1024:
+            return f"{n / 1048576:.1f} MiB"
+        return f"{n / 1024:.1f} KiB"
+
+    def _render(self) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        rate = self.done / elapsed
+        rate_text = f"{self._fmt(rate)}/s" if self.unit == "bytes" else f"{rate:.0f} {self.unit}/s"
+        if self.total:
+            pct = 100 * self.done / self.total
+            count = f"{self._fmt(self.done)}/{self._fmt(self.total)} ({pct:.0f}%)"
+        else:
+            count = self._fmt(self.done)
+        return f"{self.label}: {count}, {rate_text}, {elapsed:.1f}s"
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.out.quiet:
+            return
+        now = time.monotonic()
+        if now - self._last < (0.1 if self._tty else 1.0):
+            return
+        self._last = now
+        self._draw()
+
+    def _draw(self, final: bool = False) -> None:
+        self._shown = self.done
+        if self._tty:
+            end = "\n" if final else ""
+            self.out.stderr.write("\r\x1b[K" + self._render() + end)
+        else:
+            self.out.stderr.write(self._render() + "\n")
+        self.out.stderr.flush()
+
+    def finish(self) -> None:
+        if not self.out.quiet and (self._tty or self._shown != self.done):
+            self._draw(final=True)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def _read_text(path: str, what: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise DecodeError(f"cannot read {what} {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise DecodeError(f"{what} {path} is not UTF-8 text") from e
+
+
+def _parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise DecodeError(f"{what} is not JSON: {e}", detail={"rule": "syntax"}) from e
+
+
+def _read_json(path: str, what: str) -> Any:
+    return _parse_json(_read_text(path, what), f"{what} {path}")
+
+
+def load_signing_key(path: str) -> SigningKey:
+    """The signing key in a key file written by ``cid keygen``."""
+    value = _read_json(path, "key file")
+    try:
+        return SigningKey.from_file_value(value)
+    except CidError as e:
+        raise e.__class__(f"key file {path}: {e.message}", field=e.field, detail=e.detail) from e
+
+
+def _public_key_of(item: Any, where: str) -> PublicKey:
+    if isinstance(item, dict) and "seed" in item:
+        return SigningKey.from_file_value(item).public_key
+    if not isinstance(item, dict):
+        raise DecodeError(f"{where}: a public key is an object {{alg, pub}}", field=where)
+    key = validate(PublicKey, {"alg": item.get("alg"), "pub": item.get("pub")}, where=where)
+    if "kid" in item and item["kid"] != key.kid:
+        raise DecodeError(f"{where}: kid {item['kid']!r} is not the key's id {key.kid}")
+    return key
+
+
+def load_public_keys(spec: str) -> list[PublicKey]:
+    """Public keys from a file or literal.
+
+    ``spec`` is a path to a key file (its public half is used), a ``cid pubkey``
+    output ``{"alg", "pub", "kid"}`` or a JSON list of those; or that JSON
+    written inline; or a bare base64url Ed25519 public key.
+    """
+    if spec != "-" and not Path(spec).exists() and not spec.lstrip().startswith(("{", "[")):
+        if len(spec) == 43 and "/" not in spec:
+            return [validate(PublicKey, {"alg": "ed25519", "pub": spec}, where="pub")]
+        raise DecodeError(f"cannot read {spec}: no such key file, and not a base64url public key")
+    if spec.lstrip().startswith(("{", "[")) and not Path(spec).exists():
+        value = _parse_json(spec, "public key")
+    else:
+        value = _read_json(spec, "public key file")
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise DecodeError(f"{spec}: no keys")
+    return [_public_key_of(item, f"key[{i}]") for i, item in enumerate(items)]
+
+
+def _keys_of(specs: Sequence[str]) -> list[PublicKey]:
+    seen: dict[str, PublicKey] = {}
+    for spec in specs:
+        for key in load_public_keys(spec):
+            seen.setdefault(key.kid, key)
+    return list(seen.values())
+
+
+def _json_arg(text: str, what: str) -> Any:
+    """``@FILE`` or inline JSON."""
+    if text.startswith("@"):
+        return _read_json(text[1:], what)
+    return _parse_json(text, what)
+
+
+# --- signing and delivery -------------------------------------------------------------------
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _sign(
+    body: WireModel, *, name: str | Identifier, key: SigningKey, serial: int, ttl_s: int, now: int
+) -> Envelope:
+    """REQ-SIG-031: ``nbf`` a minute before now (skew), ``exp`` after the requested validity."""
+    return sign_record(
+        body, name=name, serial=serial, key=key, nbf=now - NBF_SLACK_S, exp=now + ttl_s
+    ).envelope
+
+
+def _write_envelopes(path: str, envelopes: Sequence[Envelope]) -> None:
+    values = [e.to_value() for e in envelopes]
+    if path.endswith((".ndjson", ".jsonl")):
+        text = "".join(_dumps(v) + "\n" for v in values)
+    else:
+        text = _dumps(values[0] if len(values) == 1 else values, indent=2) + "\n"
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise DecodeError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def _accepted_text(a: dict[str, Any]) -> str:
+    state = f"rseq {a['rseq']}" if "rseq" in a else "unchanged: already held"
+    return (
+        f"accepted {a.get('op')} {a.get('type')} {a.get('name')} serial {a.get('serial')} ({state})"
+    )
+
+
+@asynccontextmanager
+async def _client(args: argparse.Namespace) -> AsyncIterator[RegistryClient]:
+    async with RegistryClient(args.registry, timeout_s=args.timeout) as client:
+        yield client
+
+
+async def _deliver(args: argparse.Namespace, out: Output, envelope: Envelope, what: str) -> int:
+    """Write the signed record to ``--out``, or submit it to the registry."""
+    if args.out:
+        _write_envelopes(args.out, [envelope])
+        value = {
+            "out": args.out,
+            "name": envelope.header.sub.to_text(),
+            "typ": envelope.typ,
+            "serial": envelope.header.serial,
+            "digest": envelope.digest(),
+        }
+        if args.out != "-":
+            out.emit(
+                value,
+                f"wrote {what} of {value['name']} (serial {value['serial']}, "
+                f"digest {value['digest']}) to {args.out}",
+            )
+        return EXIT_OK
+    async with _client(args) as client:
+        accepted = await client.submit(envelope)
+    out.emit(accepted, lambda: _accepted_text(accepted))
+    return EXIT_OK
+
+
+async def _held_serial(args: argparse.Namespace, name: str, rtype: str) -> int | None:
+    """The serial the registry holds for ``(name, rtype)``, so that a default serial exceeds it.
+
+    ``None`` when ``--serial`` is given, when signing offline (``--out``) or when
+    the registry holds nothing at ``name``.
+    """
+    if args.serial is not None or args.out:
+        return None
+    async with _client(args) as client:
+        try:
+            resp = await _resolved(client, name)
+        except NotFoundError:
+            return None
+    envs = [*resp.envelopes(), *(Envelope.from_value(v) for v in resp.proof)]
+    if resp.referral is not None:
+        envs.append(Envelope.from_value(resp.referral.delegation))
+    wanted = {rtype, "refresh"} if rtype == "offer" else {rtype}
+    ident = Identifier.parse(name)
+    return max(
+        (
+            e.header.serial
+            for e in envs
+            if e.header.sub == ident and record_type_of(e.typ) in wanted
+        ),
+        default=None,
+    )
+
+
+def _serial(args: argparse.Namespace, now: int, held: int | None = None) -> int:
+    if args.serial is not None:
+        return int(args.serial)
+    return now if held is None else max(now, held + 1)
+
+
+# --- commands: keys -------------------------------------------------------------------------
+
+
+async def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
+    key = SigningKey.generate()
+    text = json.dumps(key.to_file_value(), indent=2) + "\n"
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if args.force else os.O_EXCL)
+    try:
+        fd = os.open(args.file, flags, 0o600)
+    except FileExistsError as e:
+        raise DecodeError(
+            f"{args.file} exists; pass --force to overwrite it", detail={"rule": "exists"}
+        ) from e
+    except OSError as e:
+        raise DecodeError(f"cannot create {args.file}: {e.strerror or e}") from e
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+    value = {"file": args.file, "alg": key.alg, "kid": key.kid, "pub": key.public_key.pub}
+    out.emit(
+        value,
+        lambda: (
+            f"wrote {args.file} (mode 0600)\n"
+            + table(["alg", "kid", "pub"], [[key.alg, key.kid, key.public_key.pub]])
+        ),
+    )
+    return EXIT_OK
+
+
+async def cmd_pubkey(args: argparse.Namespace, out: Output) -> int:
+    keys = load_public_keys(args.file)
+    values = [{"alg": k.alg, "pub": k.pub, "kid": k.kid} for k in keys]
+    out.stdout.write(_dumps(values[0] if len(values) == 1 else values, indent=2) + "\n")
+    return EXIT_OK
+
+
+# --- commands: authority records ------------------------------------------------------------
+
+
+async def cmd_delegate(args: argparse.Namespace, out: Output) -> int:
+    key = load_signing_key(args.key)
+    keys = _keys_of(args.to)
+    body = validate(
+        DelegationBody,
+        {"keys": [k.to_value() for k in keys], "registries": list(args.registry_url or [])},
+        where="delegation",
+    )
+    now = _now()
+    held = await _held_serial(args, args.name, "delegation")
+    env = _sign(
+        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.days * 86_400,
+        now=now,
+    )  # fmt: skip
+    return await _deliver(args, out, env, "delegation")
+
+
+def _kids_of(specs: Sequence[str]) -> list[str]:
+    kids: list[str] = []
+    for spec in specs:
+        if len(spec) == _KID_LENGTH and not Path(spec).exists():
+            kids.append(spec)
+        else:
+            kids.extend(k.kid for k in load_public_keys(spec))
+    return list(dict.fromkeys(kids))
+
+
+async def cmd_rotate(args: argparse.Namespace, out: Output) -> int:
+    key = load_signing_key(args.key)
+    body = validate(
+        KeyRotationBody,
+        {"keys": [k.to_value() for k in _keys_of(args.new)], "revoked": _kids_of(args.revoke)},
+        where="keyrotation",
+    )
+    now = _now()
+    held = await _held_serial(args, args.name, "keyrotation")
+    env = _sign(
+        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.days * 86_400,
+        now=now,
+    )  # fmt: skip
+    return await _deliver(args, out, env, "key rotation")
+
+
+async def cmd_zone(args: argparse.Namespace, out: Output) -> int:
+    key = load_signing_key(args.key)
+    value: dict[str, Any] = {
+        "display_name": args.display_name,
+        "service_keys": [k.to_value() for k in _keys_of(args.service_key)],
+    }
+    endpoints = {k: v for k, v in (("negotiate", args.negotiate), ("invoke", args.invoke)) if v}
+    if endpoints:
+        value["endpoints"] = endpoints
+    if args.org:
+        contact = {"org": args.org, "email": args.email, "url": args.contact_url}
+        value["contact"] = {k: v for k, v in contact.items() if v}
+    elif args.email or args.contact_url:
+        raise UsageError("--email and --contact-url need --org")
+    body = validate(ZoneBody, value, where="zone")
+    now = _now()
+    held = await _held_serial(args, args.name, "zone")
+    env = _sign(
+        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.days * 86_400,
+        now=now,
+    )  # fmt: skip
+    return await _deliver(args, out, env, "zone")
+
+
+# --- commands: offers -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _OfferItem:
+    where: str
+    name: Identifier
+    offer: OfferBody
+    serial: int | None
+
+
+def _read_documents(path: str) -> list[tuple[str, Any]]:
+    """``(where, value)`` for each document of a JSON file (an object or a list) or NDJSON."""
+    text = _read_text(path, "input file")
+    ndjson = path.endswith((".ndjson", ".jsonl"))
+    if not ndjson:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            ndjson = len(text.strip().splitlines()) > 1
+            if not ndjson:
+                _parse_json(text, f"input file {path}")  # raises the decode error
+        else:
+            if isinstance(value, list):
+                return [(f"item {i}", v) for i, v in enumerate(value)]
+            return [("item 0", value)]
+    docs: list[tuple[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            docs.append((f"line {n}", _parse_json(line, f"{path} line {n}")))
+    return docs
+
+
+def _located(e: CidError, where: str) -> CidError:
+    err = e.__class__(f"{where}: {e.message}", field=e.field, detail={**e.detail, "at": where})
+    err.__cause__ = e
+    return err
+
+
+def _offer_item(where: str, value: Any) -> _OfferItem:
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise SchemaError(
+            f'{where}: an item is {{"name": ..., "offer": {{...}}}}', detail={"rule": "item"}
+        )
+    extra = set(value) - {"name", "offer", "serial"}
+    if extra:
+        raise SchemaError(
+            f"{where}: unknown member {sorted(extra)[0]!r}", detail={"rule": "extra_forbidden"}
+        )
+    serial = value.get("serial")
+    if serial is not None and (not isinstance(serial, int) or isinstance(serial, bool)):
+        raise SchemaError(f"{where}: serial must be an integer", field="serial")
+    try:
+        name = Identifier.parse(value["name"])
+        offer = validate(OfferBody, value.get("offer"), where="offer")
+    except CidError as e:
+        raise _located(e, where) from e
+    return _OfferItem(where, name, offer, serial)
+
+
+T = TypeVar("T")
+Result = dict[str, Any] | CidError
+
+
+async def _submit_batch_retrying(
+    client: RegistryClient, envelopes: list[Envelope], attempts: int = 4
+) -> list[Result]:
+    for attempt in range(attempts):
+        try:
+            return await client.submit_batch(envelopes)
+        except CidError as e:
+            if not e.retryable or attempt == attempts - 1:
+                return [e] * len(envelopes)
+            await asyncio.sleep(0.25 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def submit_bulk(
+    client: RegistryClient,
+    items: Sequence[T],
+    sign: Callable[[T], Envelope],
+    *,
+    chunk: int,
+    concurrency: int,
+    progress: Progress,
+) -> list[Result]:
+    """Sign and submit ``items`` in batches of ``chunk``, ``concurrency`` requests at a time.
+
+    Each result is the acceptance summary or the typed error for that item. A
+    batch that fails as a whole with a retryable error (rate limit, unavailable)
+    is retried; a retried batch is harmless, since re-submitting the very same
+    envelope is idempotent ([REQ-SIG-038]).
+    """
+    results: list[Result | None] = [None] * len(items)
+    starts = list(range(0, len(items), chunk))
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for s in starts:
+        queue.put_nowait(s)
+
+    async def worker() -> None:
+        while not queue.empty():
+            start = queue.get_nowait()
+            part = items[start : start + chunk]
+            envelopes = []
+            for i, item in enumerate(part):
+                try:
+                    envelopes.append(sign(item))
+                except CidError as e:  # pragma: no cover - items were validated before
+                    results[start + i] = e
+            got = await _submit_batch_retrying(client, envelopes)
+            j = 0
+            for i in range(len(part)):
+                if results[start + i] is None:
+                    results[start + i] = got[j]
+                    j += 1
+            progress.advance(len(part))
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(starts))))))
+    progress.finish()
+    return [r if r is not None else InternalError("no result") for r in results]
+
+
+def _bulk_report(out: Output, names: Sequence[str], results: Sequence[Result]) -> int:
+    failed = [(n, r) for n, r in zip(names, results, strict=True) if isinstance(r, CidError)]
+    oks = [r for r in results if not isinstance(r, CidError)]
+    for name, err in failed[:20]:
+        out.error(err, prefix=f"{name}: ", to_stdout=False)
+    if len(failed) > 20:
+        out.stderr.write(f"... and {len(failed) - 20} more errors\n")
+    value = {
+        "total": len(results),
+        "accepted": len(oks),
+        "failed": len(failed),
+        "results": [
+            {"name": n, "error": r.to_wire()} if isinstance(r, CidError) else {"name": n, "ok": r}
+            for n, r in zip(names, results, strict=True)
+        ],
+    }
+
+    def human() -> str:
+        lines = []
+        if len(results) <= 20 and oks:
+            lines.append(
+                table(
+                    ["NAME", "TYPE", "OP", "SERIAL", "RSEQ"],
+                    [
+                        [r["name"], r["type"], r["op"], r["serial"], r.get("rseq", "unchanged")]
+                        for r in oks
+                    ],
+                )
+            )
+        new = sum(1 for r in oks if "rseq" in r)
+        lines.append(
+            f"accepted {len(oks)} of {len(results)} ({new} new, {len(oks) - new} unchanged)"
+            + (f", {len(failed)} refused" if failed else "")
+        )
+        return "\n".join(lines)
+
+    out.emit(value, human)
+    return EXIT_ERROR if failed else EXIT_OK
+
+
+async def cmd_register(args: argparse.Namespace, out: Output) -> int:
+    key = load_signing_key(args.key)
+    items = [_offer_item(where, value) for where, value in _read_documents(args.file)]
+    if not items:
+        raise SchemaError(f"{args.file} holds no offers", detail={"rule": "empty"})
+    now = _now()
+    serial = _serial(args, now)
+
+    def sign(item: _OfferItem) -> Envelope:
+        s = item.serial if item.serial is not None else serial
+        return _sign(item.offer, name=item.name, key=key, serial=s, ttl_s=args.ttl, now=now)
+
+    if args.out:
+        _write_envelopes(args.out, [sign(i) for i in items])
+        if args.out != "-":
+            out.emit(
+                {"out": args.out, "records": len(items)},
+                f"wrote {len(items)} signed offer(s) to {args.out}",
+            )
+        return EXIT_OK
+    progress = Progress(out, "register", len(items), "offers")
+    async with _client(args) as client:
+        results = await submit_bulk(
+            client, items, sign, chunk=args.chunk, concurrency=args.concurrency, progress=progress
+        )
+    return _bulk_report(out, [i.name.to_text() for i in items], results)
+
+
+async def cmd_submit(args: argparse.Namespace, out: Output) -> int:
+    envelopes: list[Envelope] = []
+    for path in args.files:
+        for where, value in _read_documents(path):
+            try:
+                envelopes.append(Envelope.from_value(value))
+            except CidError as e:
+                raise _located(e, f"{path} {where}") from e
+    if not envelopes:
+        raise SchemaError("no envelopes to submit", detail={"rule": "empty"})
+    progress = Progress(out, "submit", len(envelopes), "records")
+    async with _client(args) as client:
+        results = await submit_bulk(
+            client,
+            envelopes,
+            lambda e: e,
+            chunk=args.chunk,
+            concurrency=args.concurrency,
+            progress=progress,
+        )
+    return _bulk_report(out, [e.header.sub.to_text() for e in envelopes], results)
+
+
+async def _resolved(client: RegistryClient, name: str) -> ResolveResponse:
+    return validate(ResolveResponse, await client.resolve(name), where="answer")
+
+
+async def cmd_refresh(args: argparse.Namespace, out: Output) -> int:
+    key = load_signing_key(args.key)
+    async with _client(args) as client:
+        resp = await _resolved(client, args.name)
+        envs = resp.envelopes()
+        offer = next((e for e in envs if e.typ == "cid.record.offer"), None)
+        if offer is None:
+            raise NotFoundError(f"no offer at {args.name} to refresh", field="name")
+        # REQ-REC-060: a refresh continues the offer's serial sequence and names its version.
+        held = max(
+            e.header.serial for e in envs if e.typ in ("cid.record.offer", "cid.record.refresh")
+        )
+        body = validate(
+            RefreshBody, {"base": offer.digest(), "units_free": args.units_free}, where="refresh"
+        )
+        now = _now()
+        env = _sign(
+            body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.ttl, now=now
+        )
+        if args.out:
+            return await _deliver(args, out, env, "refresh")
+        accepted = await client.submit(env)
+    out.emit(accepted, lambda: _accepted_text(accepted))
+    return EXIT_OK
+
+
+async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
+    key = load_signing_key(args.key)
+    # REQ-REC-051: a tombstone's serial must exceed the held record's.
+    held = await _held_serial(args, args.name, args.type)
+    body = validate(TombstoneBody, {"target": args.type}, where="tombstone")
+    now = _now()
+    env = _sign(
+        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.ttl, now=now
+    )
+    return await _deliver(args, out, env, "tombstone")
+
+
+# --- commands: queries ----------------------------------------------------------------------
+
+
+def _record_summary(env: Envelope) -> str:
+    body = env.body_value
+    rtype = record_type_of(env.typ)
+    if rtype == "offer":
+        avail = body.get("availability", {})
+        price = body.get("price", {})
+        items = ", ".join(
+            f"{i.get('amount')}/{i.get('resource')}/{i.get('per')}" for i in price.get("items", [])
+        )
+        region = body.get("location", {}).get("region", "?")
+        return (
+            f"{body.get('class')} {region} {body.get('title', '')!r}; "
+            f"{avail.get('units_free')}/{avail.get('units_total')} free; "
+            f"{price.get('currency')} {items}"
+        )
+    if rtype == "refresh":
+        return f"units_free {body.get('units_free')} (base {str(body.get('base'))[:12]}...)"
+    if rtype == "zone":
+        return f"{body.get('display_name')!r}, {len(body.get('service_keys', []))} service key(s)"
+    if rtype in ("delegation", "keyrotation"):
+        kids = ", ".join(PublicKey.model_validate(k).kid for k in body.get("keys", []))
+        return f"keys {kids}"
+    if rtype == "tombstone":
+        return f"deletes {body.get('target')}"
+    return ""
+
+
+def verify_answer(
+    resp: ResolveResponse, root_keys: Sequence[PublicKey], now: int
+) -> list[Envelope]:
+    """What a resolver does: the proof from the trust anchor down, then each record.
+
+    Raises the typed :class:`~cid.errors.VerificationError` of the first check that fails.
+    """
+    trust = TrustState(root_keys)
+    for value in resp.proof:
+        trust.add(Envelope.from_value(value), now=now)
+    if resp.referral is not None:
+        trust.add(Envelope.from_value(resp.referral.delegation), now=now)
+    envs = list(resp.envelopes())
+    for env in envs:
+        trust.verify(env, now=now)
+    offer = next((e for e in envs if e.typ == "cid.record.offer"), None)
+    for env in envs:
+        # REQ-REC-060: a refresh applies only to the offer version it names.
+        if env.typ == "cid.record.refresh" and (
+            offer is None or env.body_value.get("base") != offer.digest()
+        ):
+            raise VerificationError(
+                "refresh for another version of the offer", field="records", detail={"rule": "base"}
+            )
+    return envs
+
+
+async def cmd_resolve(args: argparse.Namespace, out: Output) -> int:
+    name = Identifier.parse(args.name)
+    roots = _keys_of(args.root_key) if args.root_key else []
+    async with _client(args) as client:
+        answer = await client.resolve(name)
+    resp = validate(ResolveResponse, answer, where="answer")
+    if resp.name != name:
+        raise VerificationError(
+            f"the answer is for {resp.name}, not {name}", field="name", detail={"rule": "name"}
+        )
+    verified = False
+    if roots:
+        verify_answer(resp, roots, _now())
+        verified = True
+    value = {**answer, "verified": verified}
+
+    def human() -> str:
+        lines = [f"name  {resp.name}"]
+        if resp.referral is not None:
+            lines.append(
+                f"referral: {resp.referral.namespace} is served at "
+                + ", ".join(str(u) for u in resp.referral.registries)
+            )
+        rows = [
+            [
+                record_type_of(e.typ),
+                e.header.serial,
+                e.sigs[0].kid,
+                _iso(e.header.exp),
+                _record_summary(e),
+            ]
+            for e in resp.envelopes()
+        ]
+        if rows:
+            lines.append(table(["TYPE", "SERIAL", "SIGNER", "EXPIRES", "SUMMARY"], rows))
+        chain = [f"{record_type_of(p['header']['typ'])} {p['header']['sub']}" for p in resp.proof]
+        lines.append("proof: " + (", ".join(chain) if chain else "(none: the root governs)"))
+        if verified:
+            lines.append(
+                "verified from the trust anchor ("
+                + ", ".join(k.kid for k in roots)
+                + f"): {len(chain)} proof record(s), {len(rows)} record(s)"
+            )
+        else:
+            lines.append("not verified (pass --root-key to verify from the trust anchor)")
+        return "\n".join(lines)
+
+    out.emit(value, human)
+    return EXIT_OK
+
+
+async def cmd_list(args: argparse.Namespace, out: Output) -> int:
+    items: list[dict[str, Any]] = []
+    cursor: str | None = args.cursor
+    async with _client(args) as client:
+        while True:
+            page = await client.list_namespace(args.namespace, cursor=cursor, limit=args.limit)
+            items.extend(page.get("items", []))
+            cursor = page.get("next_cursor")
+            if not args.all or not cursor:
+                break
+    value: dict[str, Any] = {"items": items}
+    if cursor:
+        value["next_cursor"] = cursor
+
+    def human() -> str:
+        lines = [
+            table(
+                ["NAME", "TYPE", "SERIAL", "DIGEST"],
+                [[i["name"], i["type"], i["serial"], i["digest"]] for i in items],
+            )
+            if items
+            else f"no records under {args.namespace}"
+        ]
+        if cursor:
+            lines.append(f"more: --cursor {cursor}   (or --all)")
+        else:
+            lines.append(f"{len(items)} record(s)")
+        return "\n".join(lines)
+
+    out.emit(value, human)
+    return EXIT_OK
+
+
+def _query_text_parser() -> Callable[[str], Any] | None:
+    """``cid.query_text.parse`` when the textual query language is installed."""
+    try:
+        module = importlib.import_module("cid.query_text")
+    except ModuleNotFoundError as e:
+        if e.name in ("cid.query_text", "cid"):
+            return None
+        raise
+    for name in ("parse", "parse_query", "from_text"):
+        parse = getattr(module, name, None)
+        if callable(parse):
+            return parse  # type: ignore[no-any-return]
+    return None
+
+
+def build_query(text: str | None, query_json: str | None) -> Query:
+    """The query of ``cid search``: textual (``cid.query_text``) or JSON."""
+    if text is not None and query_json is not None:
+        raise UsageError("give a textual query or --query-json, not both")
+    if query_json is not None:
+        return validate(Query, _json_arg(query_json, "query"), where="query")
+    if text is None:
+        raise UsageError("give a query (text) or --query-json")
+    parse = _query_text_parser()
+    if parse is None:
+        raise UsageError(
+            "textual queries need cid.query_text, which this installation lacks; use --query-json"
+        )
+    query = parse(text)
+    if not isinstance(query, Query):  # pragma: no cover - a contract of cid.query_text
+        raise InternalError("cid.query_text.parse did not return a Query")
+    return query
+
+
+def _rtt(us: Any) -> str | None:
+    return None if us is None else f"{int(us) / 1000:.1f} ms"
+
+
+async def cmd_search(args: argparse.Namespace, out: Output) -> int:
+    query = build_query(args.query, args.query_json)
+    if args.limit is not None or args.cursor is not None:
+        value = query.to_value()
+        if args.limit is not None:
+            value["limit"] = args.limit
+        if args.cursor is not None:
+            value["cursor"] = args.cursor
+        query = validate(Query, value, where="query")
+    async with _client(args) as client:
+        result = await client.search(query)
+    matches = result.get("results", [])
+
+    def human() -> str:
+        if not matches:
+            return "no offers match"
+        rows = [
+            [
+                rank,
+                m["name"],
+                f"{m['cost']['total']} {m['cost']['currency']}",
+                m["cost"].get("units"),
+                _rtt(m.get("rtt_us")),
+                m.get("score"),
+            ]
+            for rank, m in enumerate(matches, start=1)
+        ]
+        text = table(["RANK", "NAME", "TOTAL", "UNITS", "RTT", "SCORE"], rows)
+        if result.get("next_cursor"):
+            text += f"\nmore: --cursor {result['next_cursor']}"
+        return text
+
+    out.emit(result, human)
+    return EXIT_OK
+
+
+# --- commands: feed and snapshot ------------------------------------------------------------
+
+
+def _problem_error(status: int, raw: bytes) -> CidError:
+    try:
+        problem = json.loads(raw)
+    except ValueError:
+        problem = None
+    if isinstance(problem, dict) and isinstance(problem.get("cid"), dict):
+        return from_wire(problem["cid"])
+    return DecodeError(f"HTTP {status} without a cid problem body", detail={"status": status})
+
+
+def _verify_head(head_value: Any, typ: str, service_keys: Sequence[PublicKey]) -> Envelope:
+    head = Envelope.from_value(head_value)
+    if service_keys:
+        head.verify({k.kid: k for k in service_keys}, typ=typ, now=_now())
+    return head
+
+
+async def cmd_snapshot(args: argparse.Namespace, out: Output) -> int:
+    service_keys = _keys_of(args.service_key) if args.service_key else []
+    async with _client(args) as client:
+        url = client.base_url + "/v1/snapshot"
+        headers = {"Accept": codec.media_type("msgpack")}
+        timeout = aiohttp.ClientTimeout(total=args.timeout_snapshot)
+        chunks: list[bytes] = []
+        try:
+            async with client.session.get(url, headers=headers, timeout=timeout) as resp:
+                if resp.status >= 400:
+                    raise _problem_error(resp.status, await resp.read())
+                progress = Progress(out, "snapshot", resp.content_length, "bytes")
+                async for data in resp.content.iter_chunked(256 * 1024):
+                    chunks.append(data)
+                    progress.advance(len(data))
+                progress.finish()
+        except aiohttp.ClientError as e:
+            raise UnavailableError(f"registry {client.base_url} unreachable: {e}") from e
+        except TimeoutError as e:
+            raise UnavailableError(f"registry {client.base_url} timed out") from e
+        value = codec.decode(b"".join(chunks), "msgpack", client.limits)
+    if not isinstance(value, dict) or "head" not in value or "records" not in value:
+        raise SchemaError("not a snapshot", detail={"rule": "snapshot"})
+    head = _verify_head(value["head"], SNAPSHOT_TYP, service_keys)
+    body = validate(SnapshotHead, head.body_value, where="head.body")
+    records = value["records"]
+    # REQ-FEED-010: the signed digest covers every live record; recompute it.
+    entries = []
+    for r in records:
+        env = Envelope.from_value(r["envelope"])
+        entries.append((env.header.sub, env.typ.rsplit(".", 1)[1], env.digest()))
+    if body.records != len(records) or body.digest != compute_snapshot_digest(entries):
+        raise HeadMismatchError(
+            "the snapshot's records do not match its signed head", detail={"rseq": body.rseq}
+        )
+    data = codec.encode(value, "json")
+    if args.out == "-":
+        out.stdout.write(data.decode("utf-8") + "\n")
+        out.stdout.flush()
+        return EXIT_OK
+    try:
+        Path(args.out).write_bytes(data)
+    except OSError as e:
+        raise DecodeError(f"cannot write {args.out}: {e.strerror or e}") from e
+    summary = {
+        "out": args.out,
+        "rseq": body.rseq,
+        "records": body.records,
+        "digest": body.digest,
+        "bytes": len(data),
+        "head_signature_verified": bool(service_keys),
+    }
+    out.emit(
+        summary,
+        lambda: (
+            f"wrote snapshot at rseq {body.rseq}: {body.records} record(s), "
+            f"{len(data)} bytes, digest {body.digest} (checked"
+            + (", head signature verified" if service_keys else "")
+            + f") to {args.out}"
+        ),
+    )
+    return EXIT_OK
+
+
+async def cmd_feed(args: argparse.Namespace, out: Output) -> int:
+    service_keys = _keys_of(args.service_key) if args.service_key else []
+    since: int = args.since
+    # REQ-FEED-001: from serial 0 the hash chain can be recomputed and checked against each head.
+    chain: str | None = CHAIN_ZERO if since == 0 else None
+    count = 0
+    printed_header = False
+    async with _client(args) as client:
+        caught_up = False
+        while True:
+            wait = args.wait if (args.follow and caught_up) else 0
+            page = await client.feed(since, limit=args.limit, wait_s=wait)
+            changes = page.get("changes", [])
+            stopped = False
+            for change in changes:
+                env = Envelope.from_value(change["envelope"])
+                if chain is not None:
+                    chain = chain_step(chain, change["rseq"], env.encode("msgpack"))
+                since = change["rseq"]
+                count += 1
+                if out.json:
+                    out.line({**change, "serial": env.header.serial})
+                else:
+                    if not printed_header:
+                        out.stdout.write(
+                            f"{'RSEQ':>8}  {'OP':<7}  {'TYPE':<11}  SERIAL      NAME\n"
+                        )
+                        printed_header = True
+                    out.stdout.write(
+                        f"{change['rseq']:>8}  {change['op']:<7}  {change['type']:<11}  "
+                        f"{env.header.serial:<10}  {change['name']}\n"
+                    )
+                    out.stdout.flush()
+                if args.max_changes and count >= args.max_changes:
+                    stopped = True
+                    break
+            if not stopped:
+                head = _verify_head(page["head"], FEED_HEAD_TYP, service_keys)
+                at_head = head.body_value.get("rseq") == since
+                if chain is not None and at_head and head.body_value.get("chain") != chain:
+                    raise HeadMismatchError(
+                        f"the feed's hash chain does not match its signed head at {since}",
+                        detail={"rseq": since},
+                    )
+            if stopped:
+                break
+            was_caught_up = caught_up
+            caught_up = not changes or len(changes) < args.limit
+            if caught_up and not args.follow:
+                break
+            if caught_up and not was_caught_up:
+                out.note(f"feed: following from rseq {since}; Ctrl-C to stop")
+    checked = "chain checked" if chain is not None else "chain not checked (since > 0)"
+    out.note(f"feed: {count} change(s), now at rseq {since}; {checked}")
+    return EXIT_OK
+
+
+async def cmd_registry(args: argparse.Namespace, out: Output) -> int:
+    raise UsageError("use: cid registry serve|check ... (runs cid-registry)")
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from e
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n} is not positive")
+    return n
+
+
+def _non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from e
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative")
+    return n
+
+
+def _ranged(lo: int, hi: int) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        n = _positive(text)
+        if not lo <= n <= hi:
+            raise argparse.ArgumentTypeError(f"{n} is not within {lo}..{hi}")
+        return n
+
+    return convert
+
+
+_SERIAL_HELP = (
+    "record serial; must exceed the serial held for this name and record type (default: the "
+    "current Unix time, like a DNS date serial, which grows by itself between runs; raised "
+    "to the held serial + 1 when the registry holds a higher one)"
+)
+_REGISTER_SERIAL_HELP = (
+    'serial of every offer without its own "serial" (default: the current Unix time, like '
+    "a DNS date serial: it grows by itself between runs; an offer updated twice within one "
+    "second needs an explicit, higher --serial)"
+)
+
+DESCRIPTION = """\
+The cid command line: keys, delegations, zone records and offers for providers and
+registry operators; resolve, list, search, snapshot and change feed for everyone.
+
+  cid keygen ctyun.key                        # a new Ed25519 key file (mode 0600)
+  cid delegate ctyun --key root.key --to ctyun.pub.json        # the operator issues it
+  cid zone ctyun --key ctyun.key --display-name "CTyun" --service-key svc.pub.json
+  cid register offers.ndjson --key ctyun.key  # one offer or thousands, progress on stderr
+  cid refresh gz.ctyun --key ctyun.key --units-free 17
+  cid resolve gz.ctyun --root-key root.pub.json                # verified from the anchor
+  cid search --query-json '{"class": "general", "limit": 5}'
+  cid snapshot --out catalogue.json && cid feed --since 0 --follow
+
+Human-readable tables by default; --json for scripts. Every signed record is valid
+from now - 60 s (clock skew) to now + its TTL.
+"""
+
+_EPILOG_FLOW = """\
+Getting a namespace (the delegation request):
+  provider:  cid keygen ctyun.key && cid pubkey ctyun.key > ctyun.pub.json
+             (send ctyun.pub.json to the registry operator, or to the parent namespace's owner)
+  operator:  cid delegate ctyun --key root.key --to ctyun.pub.json
+             (or --out ctyun.delegation.json, and the provider runs: cid submit FILE)
+"""
+
+
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after the command name."""
+    p = argparse.ArgumentParser(add_help=False)
+    suppress = argparse.SUPPRESS
+    p.add_argument(
+        "--registry",
+        metavar="URL",
+        default=os.environ.get("CID_REGISTRY_URL", DEFAULT_REGISTRY) if defaults else suppress,
+        help="registry base URL [CID_REGISTRY_URL] (default: %(default)s)"
+        if defaults
+        else "registry base URL [CID_REGISTRY_URL]",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=False if defaults else suppress,
+        help='machine-readable JSON on stdout (errors too: {"error": {...}})',
+    )
+    p.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=False if defaults else suppress,
+        help="no progress or remarks on stderr",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        default=30.0 if defaults else suppress,
+        help="seconds per registry request (default: 30)",
+    )
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(defaults=False)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="cid",
+        description=DESCRIPTION,
+        epilog=_EPILOG_FLOW
+        + "\nExit status: 0 ok, 1 a cid error (printed as 'error NAME (code): message [field]'),"
+        " 2 usage error, 130 interrupted.",
+        formatter_class=raw,
+        parents=[_common(defaults=True)],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_: str, description: str, epilog: str | None = None) -> Any:
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=description,
+            epilog=epilog,
+            formatter_class=raw,
+            parents=[common],
+        )
+
+    def signing(
+        p: argparse.ArgumentParser, *, key_help: str, serial_help: str = _SERIAL_HELP
+    ) -> None:
+        p.add_argument("--key", required=True, metavar="KEYFILE", help=key_help)
+        p.add_argument("--serial", type=_positive, metavar="N", help=serial_help)
+        p.add_argument(
+            "--out",
+            metavar="FILE",
+            help="write the signed record to FILE ('-' for stdout) instead of submitting it",
+        )
+
+    def ttl(p: argparse.ArgumentParser, default: int, what: str) -> None:
+        p.add_argument(
+            "--ttl",
+            type=_ranged(1, MAX_TTL_S),
+            default=default,
+            metavar="S",
+            help=f"{what} validity in seconds: exp = now + S, nbf = now - 60 (default: {default})",
+        )
+
+    def days(p: argparse.ArgumentParser, default: int, what: str) -> None:
+        p.add_argument(
+            "--days",
+            type=_ranged(1, MAX_DAYS),
+            default=default,
+            metavar="N",
+            help=f"{what} validity in days, at most {MAX_DAYS} (default: {default})",
+        )
+
+    def bulk(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--chunk",
+            type=_ranged(1, 1000),
+            default=500,
+            metavar="N",
+            help="records per batch request (default: 500)",
+        )
+        p.add_argument(
+            "--concurrency",
+            type=_ranged(1, 64),
+            default=4,
+            metavar="N",
+            help="batch requests in flight (default: 4)",
+        )
+
+    # keys
+    p = add(
+        "keygen",
+        "create an Ed25519 key file",
+        "Create a new Ed25519 key file (JSON with the private seed, mode 0600) and print its\n"
+        "key id and public key. Keep it secret; share only the output of `cid pubkey`.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    p.set_defaults(handler=cmd_keygen)
+
+    p = add(
+        "pubkey",
+        "print the public half of a key file",
+        'Print the public half of a key file as JSON {"alg", "pub", "kid"}: what you send to\n'
+        "get a namespace delegated, and what --to, --new, --service-key and --root-key accept.",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(handler=cmd_pubkey)
+
+    # authority records
+    p = add(
+        "delegate",
+        "issue a delegation of a namespace (operator or parent owner)",
+        "Sign a delegation record giving NAME to the holder(s) of the --to key(s). The signer is\n"
+        "the registry operator's root key for a top-level name, else a signing key of the parent\n"
+        "namespace. The record is submitted to the registry, or written with --out.",
+        _EPILOG_FLOW,
+    )
+    p.add_argument("name", metavar="NAME")
+    signing(p, key_help="key file of the operator (root) or of the parent namespace")
+    p.add_argument(
+        "--to",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="the new namespace's anchor key: a `cid pubkey` file, a key file or a base64url "
+        "public key (repeatable, up to 8)",
+    )
+    p.add_argument(
+        "--registry-url",
+        action="append",
+        metavar="URL",
+        help="the namespace is served by another registry at URL (referral; repeatable)",
+    )
+    days(p, 365, "delegation")
+    p.set_defaults(handler=cmd_delegate)
+
+    p = add(
+        "rotate",
+        "rotate a namespace's signing keys",
+        "Sign a key rotation for namespace NAME with one of its anchor keys (those named by its\n"
+        "delegation): the --new keys become the namespace's signing keys; --revoke refuses keys\n"
+        "at once and for good, also for records they signed before.",
+    )
+    p.add_argument("name", metavar="NAME")
+    signing(p, key_help="an anchor key file of the namespace")
+    p.add_argument(
+        "--new",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="a new signing key (repeatable)",
+    )
+    p.add_argument(
+        "--revoke",
+        action="append",
+        default=[],
+        metavar="KID",
+        help="a key id (or public key / key file) to revoke (repeatable)",
+    )
+    days(p, 365, "rotation")
+    p.set_defaults(handler=cmd_rotate)
+
+    p = add(
+        "zone",
+        "publish a namespace's zone record (display name, service keys, endpoints)",
+        "Sign and submit the zone record at NAME: the provider's display name, the service keys\n"
+        "that sign quotes and agreements, the negotiate/invoke endpoints and a contact.",
+    )
+    p.add_argument("name", metavar="NAME")
+    signing(p, key_help="a signing key file of the namespace")
+    p.add_argument("--display-name", required=True, metavar="TEXT")
+    p.add_argument(
+        "--service-key", action="append", required=True, metavar="PUB", help="repeatable"
+    )
+    p.add_argument("--negotiate", metavar="URL", help="negotiate endpoint")
+    p.add_argument("--invoke", metavar="URL", help="invoke endpoint")
+    p.add_argument("--org", metavar="TEXT", help="contact organisation")
+    p.add_argument("--email", metavar="ADDR", help="contact e-mail (needs --org)")
+    p.add_argument("--contact-url", metavar="URL", help="contact web page (needs --org)")
+    days(p, 90, "zone record")
+    p.set_defaults(handler=cmd_zone)
+
+    # offers
+    p = add(
+        "register",
+        "sign and register offers (one or thousands)",
+        'Sign and register offers. FILE holds {"name": "...", "offer": {...}} (an offer body as\n'
+        "in spec section 4), a JSON list of those, or NDJSON (.ndjson/.jsonl, one per line) for\n"
+        'bulk imports; an item may carry its own "serial". Everything is checked before anything\n'
+        "is sent; batches then go out concurrently with progress on stderr. Exit status 1 if\n"
+        "any offer was refused (each refusal is printed).",
+    )
+    p.add_argument("file", metavar="FILE", help="JSON or NDJSON file ('-' for stdin)")
+    signing(
+        p,
+        key_help="a signing key file of the governing namespace",
+        serial_help=_REGISTER_SERIAL_HELP,
+    )
+    ttl(p, 3600, "offer")
+    bulk(p)
+    p.set_defaults(handler=cmd_register)
+
+    p = add(
+        "submit",
+        "submit records signed elsewhere (e.g. a delegation written with --out)",
+        "Submit signed envelopes as written by --out: a JSON envelope, a list, or NDJSON.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE")
+    bulk(p)
+    p.set_defaults(handler=cmd_submit)
+
+    p = add(
+        "refresh",
+        "heartbeat an offer: new free capacity and expiry",
+        "Sign a refresh for the offer at NAME: it resolves the current offer to name its version\n"
+        "(the refresh's base) and continues its serial sequence.",
+    )
+    p.add_argument("name", metavar="NAME")
+    signing(p, key_help="a signing key file of the governing namespace")
+    p.add_argument("--units-free", type=_non_negative, required=True, metavar="N")
+    ttl(p, 3600, "refreshed offer")
+    p.set_defaults(handler=cmd_refresh)
+
+    p = add(
+        "delete",
+        "delete a record with a signed tombstone",
+        "Sign a tombstone deleting the record of --type at NAME. The serial defaults to the\n"
+        "larger of now and the held record's serial + 1.",
+    )
+    p.add_argument("name", metavar="NAME")
+    signing(p, key_help="key file that may sign the record being deleted")
+    p.add_argument(
+        "--type",
+        default="offer",
+        choices=["offer", "zone", "delegation", "keyrotation"],
+        help="the record type to delete (default: offer)",
+    )
+    ttl(p, 7 * 86_400, "tombstone")
+    p.set_defaults(handler=cmd_delete)
+
+    # queries
+    p = add(
+        "resolve",
+        "resolve a name (verified with --root-key)",
+        "Resolve NAME to its records, or a referral. With --root-key the answer is verified from\n"
+        "the trust anchor: every proof record (delegations, rotations) from the root down, then\n"
+        "each record; the first failure is reported as its typed error (exit status 1).",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--root-key",
+        action="append",
+        metavar="PUBFILE",
+        help="the trust anchor: the operator's root public key(s) (repeatable)",
+    )
+    p.set_defaults(handler=cmd_resolve)
+
+    p = add("list", "list the records in a namespace", "List the records at and below NAMESPACE.")
+    p.add_argument("namespace", metavar="NAMESPACE")
+    p.add_argument("--limit", type=_ranged(1, 1000), default=100, metavar="N", help="page size")
+    p.add_argument("--cursor", metavar="C", help="continue from a previous page")
+    p.add_argument("--all", action="store_true", help="follow next_cursor to the end")
+    p.set_defaults(handler=cmd_list)
+
+    text_available = _query_text_parser() is not None
+    p = add(
+        "search",
+        "search offers by capability",
+        "Search the registry's live offers. The query is the spec's query message (section 7.4)\n"
+        "as JSON (--query-json '{...}' or --query-json @file.json)"
+        + (", or in the textual query language." if text_available else ".")
+        + "\nThe table shows rank, name, total cost for the query's demand and duration,\n"
+        "units, RTT to near.region and the weighted score.",
+    )
+    p.add_argument(
+        "query",
+        nargs="?",
+        metavar="QUERY",
+        help="textual query (cid.query_text)" if text_available else argparse.SUPPRESS,
+    )
+    p.add_argument("--query-json", metavar="JSON|@FILE", help="the query message as JSON")
+    p.add_argument("--limit", type=_ranged(1, 1000), metavar="N", help="override the limit")
+    p.add_argument("--cursor", metavar="C", help="the next page of a previous search")
+    p.set_defaults(handler=cmd_search)
+
+    p = add(
+        "snapshot",
+        "export the registry's catalogue",
+        "Download the registry's snapshot (every live record at one registry serial, with a\n"
+        "signed head), check its digest, and write it as JSON. Progress on stderr.",
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="output file ('-' for stdout)")
+    p.add_argument(
+        "--service-key",
+        action="append",
+        metavar="PUB",
+        help="the registry's service key: also verify the head's signature",
+    )
+    p.add_argument(
+        "--timeout-snapshot", type=float, default=600.0, metavar="S", help=argparse.SUPPRESS
+    )
+    p.set_defaults(handler=cmd_snapshot)
+
+    p = add(
+        "feed",
+        "print the registry's change feed",
+        "Print the changes after registry serial --since (like DNS IXFR). With --follow, keep\n"
+        "long-polling for new changes until Ctrl-C or --max-changes. With --json, one JSON\n"
+        "object per change per line (NDJSON). From --since 0 the hash chain is recomputed and\n"
+        "checked against every signed head.",
+    )
+    p.add_argument("--since", type=_non_negative, default=0, metavar="N")
+    p.add_argument("--follow", action="store_true", help="wait for new changes")
+    p.add_argument("--max-changes", type=_positive, metavar="N", help="stop after N changes")
+    p.add_argument("--limit", type=_ranged(1, 1000), default=1000, metavar="N", help="page size")
+    p.add_argument("--wait", type=_ranged(1, 30), default=25, metavar="S", help="long-poll seconds")
+    p.add_argument(
+        "--service-key",
+        action="append",
+        metavar="PUB",
+        help="the registry's service key: also verify each head's signature",
+    )
+    p.set_defaults(handler=cmd_feed)
+
+    p = add(
+        "registry",
+        "run a registry (same as cid-registry)",
+        "Run or check a registry: `cid registry serve ...` is `cid-registry serve ...`.",
+    )
+    p.set_defaults(handler=cmd_registry)
+    return parser
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def _run_registry(argv: list[str]) -> int:
+    """``cid registry ...`` is ``cid-registry ...`` (imported lazily: most users never serve)."""
+    module = importlib.import_module("cid_registry.cli")
+    result = module.main(argv)
+    return int(result or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``cid`` command line; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["registry"] and args_list[1:2] not in (["-h"], ["--help"], []):
+        return _run_registry(args_list[1:])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as e:  # argparse: --help (0) or a usage error (2)
+        return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
+    out = Output(json=args.json, quiet=args.quiet)
+    handler: Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]] = args.handler
+    try:
+        return asyncio.run(handler(args, out))
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"cid {args.command}: error: {e}\n")
+        return EXIT_USAGE
+    except CidError as e:
+        out.error(e)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if os.environ.get("CID_DEBUG"):
+            traceback.print_exc()
+        out.error(InternalError(f"{type(e).__name__}: {e}"))
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
