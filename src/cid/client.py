@@ -19,7 +19,14 @@ import aiohttp
 from . import codec
 from .codec import Encoding, Limits
 from .envelope import Envelope, SignedRecord
-from .errors import CidError, DecodeError, UnavailableError, from_wire
+from .errors import (
+    CidError,
+    DecodeError,
+    InternalError,
+    RateLimitedError,
+    UnavailableError,
+    from_wire,
+)
 from .identifier import Identifier
 from .query import Query
 
@@ -169,5 +176,12 @@ def _problem(status: int, content_type: str, raw: bytes) -> CidError:
             problem = None
         if isinstance(problem, dict) and isinstance(problem.get("cid"), dict):
             return from_wire(problem["cid"])
-    err = DecodeError(f"HTTP {status} without a cid problem body", detail={"status": status})
-    return err
+    # not a cid registry answering (a proxy, a load balancer, a crash): judge by the status
+    detail = {"status": status}
+    if status == 429:
+        return RateLimitedError(f"HTTP {status} from the registry", detail=detail)
+    if status in (502, 503, 504):
+        return UnavailableError(f"HTTP {status} from the registry", detail=detail)
+    if status >= 500:
+        return InternalError(f"HTTP {status} from the registry", detail=detail)
+    return DecodeError(f"HTTP {status} without a cid problem body", detail=detail)

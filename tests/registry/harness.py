@@ -63,10 +63,35 @@ class Operator:
             body, name=name, serial=serial, key=self.root, nbf=now - 60, exp=now + days * 86_400
         )
 
+    def root_zone(self, *, now: int, serial: int = 1) -> SignedRecord[Any]:
+        """The root zone record: names the registry's service key (which signs feed heads)."""
+        from cid.record import ZoneBody
+
+        body = ZoneBody(display_name="cid test registry", service_keys=[self.service.public_key])
+        return sign_record(
+            body,
+            name=".",
+            serial=serial,
+            key=self.root,
+            nbf=now - 60,
+            exp=now + 30 * 86_400,
+            ttl=3600,
+        )
+
+
+def free_port() -> int:
+    """A free loopback port (for a registry that must know its own URL before it starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
 
 @asynccontextmanager
 async def serve_in_process(
-    store: Store, *, clock: Clock, operator: Operator, **overrides: Any
+    store: Store, *, clock: Clock, operator: Operator, port: int = 0, **overrides: Any
 ) -> AsyncIterator[str]:
     """The registry app on a real loopback TCP port; yields its base URL."""
     settings = Settings(
@@ -78,7 +103,7 @@ async def serve_in_process(
     app = create_app(settings, store=store)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
@@ -165,6 +190,7 @@ __all__ = [
     "Operator",
     "RegistryClient",
     "RegistryProcess",
+    "free_port",
     "serve_in_process",
     "start_process",
     "wait_until",
