@@ -49,13 +49,13 @@ from cid.feed import (
     SnapshotHead,
     snapshot_digest,
 )
+from cid.http import decode_body, negotiate, problem_response, render
 from cid.identifier import Identifier
 from cid.model import validate
 from cid.query import Query
 from cid.signing import b64url_decode, b64url_encode
 
 from .authority import Accepted, Authority, Follower
-from .http import decode_body, negotiate, problem_response, render
 from .index import SearchIndex
 from .ratelimit import RateLimiter
 from .settings import Settings

@@ -1,4 +1,4 @@
-"""HTTP binding helpers: content negotiation, bodies and RFC 9457 problems (spec section 12).
+"""HTTP binding helpers shared by the registry and provider apps (spec sections 12 and 15).
 
 * Request bodies are ``application/cid+json`` (or ``application/json``) or
   ``application/cid+msgpack`` (or ``application/msgpack``, ``application/x-msgpack``)
@@ -17,9 +17,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from cid import codec
-from cid.codec import Encoding, Limits, Scan
-from cid.errors import CidError, NotAcceptableError, UnsupportedMediaTypeError
+from . import codec
+from .codec import Encoding, Limits, Scan
+from .errors import CidError, NotAcceptableError, UnsupportedMediaTypeError
 
 __all__ = [
     "PROBLEM_TYPE",
