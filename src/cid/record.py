@@ -7,7 +7,7 @@ hold one record of each type; ``(name, type)`` is a record's identity and
 serials increase per identity ([REQ-REC-001]).
 
 =============  ===========================  ==================================================
-type           ``typ`` (domain tag)         signed by (spec 6.8)
+type           ``typ`` (domain tag)         signed by (spec 6.4)
 =============  ===========================  ==================================================
 delegation     ``cid.record.delegation``    a signing key of the namespace governing the parent
 keyrotation    ``cid.record.keyrotation``   an anchor key of the namespace (named by its delegation)

@@ -1,4 +1,4 @@
-"""The resolver's decision logic, sans I/O (spec sections 6.8 and 7.2).
+"""The resolver's decision logic, sans I/O (spec sections 6.4, 7.2 and 14).
 
 Theory of operation
 -------------------

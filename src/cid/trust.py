@@ -1,4 +1,4 @@
-"""Namespace authority: which keys may sign which names (spec section 6.8).
+"""Namespace authority: which keys may sign which names (spec section 6.4).
 
 Theory of operation
 -------------------
