@@ -43,8 +43,7 @@ import asyncpg
 from cid.errors import InternalError, UnavailableError
 from cid.feed import CHAIN_ZERO, chain_step
 
-from .base import Change, Conflict, Op, Store, StoredRecord, Write
-from .sqlite import (
+from ._common import (
     BATCH_SIZE,
     MAX_PROBLEMS,
     FeedCheck,
@@ -53,6 +52,7 @@ from .sqlite import (
     prefix_upper_bound,
     split_cursor,
 )
+from .base import Change, Conflict, Op, Store, StoredRecord, Write
 
 __all__ = ["CHANNEL", "SCHEMA_VERSION", "PostgresStore"]
 
