@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src registry tests benchmarks
-	$(PY) -m ruff format --check src registry tests benchmarks
+	$(PY) -m ruff check src registry provider tests benchmarks
+	$(PY) -m ruff format --check src registry provider tests benchmarks
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

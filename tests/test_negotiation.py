@@ -67,6 +67,7 @@ from cid.negotiation import (
     parse_message,
     transition,
     verify_agreement,
+    verify_demand,
 )
 from cid.query import ResourceDemand, price_demand, round_cost
 from cid.signing import SigningKey, b64url_encode
@@ -138,6 +139,7 @@ def make_flow(quantity: int = 2, max_total: str = "100") -> Flow:
         start_before=NOW + 3600,
         max_price={"currency": "CNY", "total": Decimal(max_total)},  # type: ignore[arg-type]
         idempotency_key="idem-0000000000000001",
+        requester_key=requester.public_key,
     )
     demand_env = seal(
         demand,
@@ -311,6 +313,7 @@ DEMAND = {
     "start_before": 200,
     "max_price": {"currency": "CNY", "total": "30"},
     "idempotency_key": "idem-0000000000000001",
+    "requester_key": SigningKey.from_seed(bytes(range(32))).public_key.to_value(),
 }
 
 
@@ -332,6 +335,8 @@ def demand_rejections(flow_voucher: dict[str, Any]) -> list[tuple[dict[str, Any]
         (with_(DEMAND, max_price={"total": "1"}), "max_price.currency", "missing"),
         (with_(DEMAND, idempotency_key="short"), "idempotency_key", None),
         (with_(DEMAND, idempotency_key=...), "idempotency_key", "missing"),
+        (with_(DEMAND, requester_key=...), "requester_key", "missing"),
+        (with_(DEMAND, requester_key={"alg": "ed25519", "pub": "x"}), "requester_key.pub", None),
         (with_(DEMAND, extra=1), "extra", "extra_forbidden"),
         (with_(DEMAND, voucher={"header": {}}), "voucher", "envelope"),
         (with_(DEMAND, voucher=flow_voucher), "voucher", "voucher_typ"),
@@ -357,6 +362,58 @@ def test_demand_rejections(flow: Flow) -> None:
     roundtrip(ok)
     reject(Demand, with_(DEMAND, resources={"units": 2}), "resources.units", "units")
     reject(Demand, with_(DEMAND, resources={}), "resources", "empty_demand")
+
+
+def test_verify_demand_with_the_key_it_names(flow: Flow) -> None:
+    """REQ-NEG-027, REQ-NEG-004, REQ-NEG-005: a demand is signed by exactly its requester_key."""
+    ctyun = Identifier("ctyun")
+    assert verify_demand(flow.demand_env, provider=ctyun, now=NOW) == flow.demand
+    stranger = SigningKey.from_seed(b"\x07" * 32)
+
+    def sealed(body: Any, *, key: SigningKey = flow.requester, **kw: Any) -> Envelope:
+        args: dict[str, Any] = {
+            "typ": TYP_DEMAND, "sub": OFFER, "serial": 1, "nbf": NOW, "exp": NOW + 600,
+            "aud": "ctyun",
+        }  # fmt: skip
+        args.update(kw)
+        return seal(body, key=key, **args)
+
+    value = flow.demand.to_value()
+    # signed by another key than the one named
+    with pytest.raises(KeyUnknownError):
+        verify_demand(sealed(value, key=stranger), provider=ctyun, now=NOW)
+    # a second signature by anyone else
+    with pytest.raises(KeyUnknownError):
+        verify_demand(flow.demand_env.add_signature(stranger), provider=ctyun, now=NOW)
+    # the body names the stranger but the requester signed
+    swapped = with_(value, requester_key=stranger.public_key.to_value())
+    with pytest.raises(KeyUnknownError):
+        verify_demand(sealed(swapped), provider=ctyun, now=NOW)
+    for bad, field in (
+        (with_(value, requester_key=...), "body.requester_key"),
+        (with_(value, requester_key={"alg": "ed25519"}), "body.requester_key.pub"),
+        (with_(value, requester_key="key"), "body.requester_key"),
+    ):
+        with pytest.raises(SchemaError) as info:
+            verify_demand(sealed(bad), provider=ctyun, now=NOW)
+        assert info.value.field == field, info.value
+    with pytest.raises(SchemaError) as info:
+        verify_demand(sealed(value, serial=2), provider=ctyun, now=NOW)
+    assert info.value.detail["rule"] == "serial"
+    with pytest.raises(SchemaError) as info:
+        verify_demand(sealed(value, typ=TYP_ACCEPT), provider=ctyun, now=NOW)
+    assert info.value.detail["rule"] == "typ"
+    with pytest.raises(VerificationError) as info2:
+        verify_demand(flow.demand_env, provider=Identifier("ctyunx"), now=NOW)
+    assert info2.value.detail["rule"] == "audience"
+    with pytest.raises(ExpiredError):
+        verify_demand(flow.demand_env, provider=ctyun, now=NOW + 600)
+    tampered = Envelope.from_value(with_(flow.demand_env.to_value(), body=with_(value, quantity=3)))
+    with pytest.raises(SignatureInvalidError):
+        verify_demand(tampered, provider=ctyun, now=NOW)
+    with pytest.raises(SchemaError) as info:  # body rules are checked after the signature
+        verify_demand(sealed(with_(value, quantity=0)), provider=ctyun, now=NOW)
+    assert info.value.field == "body.quantity"
 
 
 def test_demand_states_resources() -> None:

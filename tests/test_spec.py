@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "spec"
-AREAS = "GEN|ID|REC|CAP|ENC|SIG|QRY|NEG|INV|ERR|SEC|REG|FEED|QTX|RES"
+AREAS = "GEN|ID|REC|CAP|ENC|SIG|QRY|NEG|INV|ERR|SEC|REG|FEED|QTX|RES|PRV"
 DEFINITION = re.compile(rf"^(?:[-*] |\d+\. )?\[(REQ-(?:{AREAS})-\d{{3}})\] (.*)$")
 CITATION = re.compile(r"REQ-[A-Z]+-\d{3}")
 KEYWORDS = re.compile(r"\b(MUST|SHALL|REQUIRED|SHOULD|RECOMMENDED|MAY|OPTIONAL)\b")

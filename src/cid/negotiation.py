@@ -113,6 +113,7 @@ __all__ = [
     "parse_message",
     "transition",
     "verify_agreement",
+    "verify_demand",
 ]
 
 TYP_DEMAND: Final = "cid.neg.demand"
@@ -212,6 +213,8 @@ class Demand(WireModel):
     resources: ResourceDemand | None = None
     voucher: EnvelopeValue | None = None
     idempotency_key: OpaqueId
+    requester_key: PublicKey
+    """The requester key: the demand envelope is signed by exactly this key ([REQ-NEG-027])."""
 
     @model_validator(mode="after")
     def _rules(self) -> Demand:
@@ -588,6 +591,46 @@ def check_audience(envelope: Envelope, provider: Identifier) -> None:
             field="header.aud",
             detail={"rule": "audience"},
         )
+
+
+def verify_demand(envelope: Envelope, *, provider: Identifier, now: int) -> Demand:
+    """Verify a demand envelope with the key it names, and parse it ([REQ-NEG-027]).
+
+    A demand introduces its requester: the only authorised key is the body's
+    ``requester_key``, read (and only that member) before the signature is checked;
+    the rest of the body is parsed once the signature verifies ([REQ-SIG-021]).
+
+    Raises:
+        SchemaError: another ``typ``, a missing or malformed ``body.requester_key``,
+            ``serial`` other than 1 ([REQ-NEG-005]), or a body that breaks Table 8-2.
+        KeyUnknownError: a signature by any key other than ``requester_key``.
+        SignatureInvalidError, ExpiredError, NotYetValidError: as :meth:`Envelope.verify`.
+        VerificationError: ``header.aud`` is not ``provider`` ([REQ-NEG-004]).
+    """
+    if envelope.header.typ != TYP_DEMAND:
+        raise SchemaError(
+            f"typ {envelope.header.typ!r} where {TYP_DEMAND!r} expected",
+            field="header.typ",
+            detail={"rule": "typ"},
+        )
+    raw_key = envelope.body_value.get("requester_key")
+    if raw_key is None:
+        raise SchemaError(
+            "a demand names its requester_key",
+            field="body.requester_key",
+            detail={"rule": "missing"},
+        )
+    key = validate(PublicKey, raw_key, where="body.requester_key")
+    # REQ-NEG-027: signed by exactly the key the demand names, and no other.
+    envelope.verify({key.kid: key}, typ=TYP_DEMAND, now=now)
+    check_audience(envelope, provider)
+    if envelope.header.serial != 1:
+        # REQ-NEG-005: a demand opens its negotiation with serial 1.
+        raise SchemaError("a demand has serial 1", field="header.serial", detail={"rule": "serial"})
+    demand = parse_message(envelope)
+    if not isinstance(demand, Demand):
+        raise AssertionError("the typ selects the Demand model")
+    return demand
 
 
 def check_quote(demand: Demand, demand_digest: str, quote: Quote) -> None:

@@ -105,7 +105,7 @@ class Reservation:
 
 @runtime_checkable
 class CapacityLedger(Protocol):
-    """Units of each offer, reserved per agreement; atomic, never oversold ([REQ-NEG-017])."""
+    """Units of each offer, reserved per agreement; atomic, never oversold ([REQ-PRV-021])."""
 
     async def reserve(self, reservation: Reservation, *, capacity: int) -> None:
         """Reserve ``reservation.quantity`` units over [start, end).
@@ -169,6 +169,13 @@ class Executor(Protocol):
 
     async def cancel(self, task_id: str) -> bool:
         """Stop the task; ``False`` when it had already ended."""
+        ...
+
+    async def release(self, task_id: str) -> None:
+        """Forget a finished task and remove what it left behind (its working directory).
+
+        Called by the SDK once it holds the task's outcome.
+        """
         ...
 
     async def close(self) -> None:
