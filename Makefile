@@ -29,6 +29,8 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_registry.py
+	$(PY) benchmarks/bench_provider.py
 
 # Regenerate the checked-in JSON Schemas and test vectors (tests fail when they drift).
 schemas: $(STAMP)

@@ -11,6 +11,10 @@ Typical use::
     cid resolve gz.ctyun --root-key root.pub.json                # verified from the anchor
     cid search --query-json '{"class": "general", "limit": 5}'
     cid snapshot --out catalogue.json && cid feed --since 0 --follow
+    cid negotiate gz.ctyun --key me.key --root-key root.pub.json --duration 3months \\
+        --max-price 40CNY
+    cid invoke agreement.json --key me.key --root-key root.pub.json -- python -c 'print(42)'
+    cid receipt verify receipt.json --agreement agreement.json --service-key svc.pub.json
 
 Theory of operation
 -------------------
@@ -45,6 +49,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -52,6 +57,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TextIO, TypeVar
 
@@ -74,8 +80,10 @@ from .errors import (
 from .feed import CHAIN_ZERO, FEED_HEAD_TYP, SNAPSHOT_TYP, SnapshotHead, chain_step
 from .feed import snapshot_digest as compute_snapshot_digest
 from .identifier import Identifier
+from .invocation import TASK_TERMINAL_STATES, verify_receipt
 from .model import WireModel, validate
-from .query import Query, ResolveResponse
+from .negotiation import Agreement, MaxPrice, verify_agreement
+from .query import Query, ResolveResponse, ResourceDemand
 from .record import (
     DelegationBody,
     KeyRotationBody,
@@ -85,6 +93,8 @@ from .record import (
     ZoneBody,
     record_type_of,
 )
+from .requester import Requester
+from .resolver import Resolver
 from .signing import PublicKey, SigningKey
 from .trust import TrustState
 
@@ -1143,6 +1153,324 @@ async def cmd_registry(args: argparse.Namespace, out: Output) -> int:
     raise UsageError("use: cid registry serve|check ... (runs cid-registry)")
 
 
+# --- commands: negotiate, invoke, receipts (the requester's side) ---------------------------
+
+_DURATION_UNITS: Final[dict[str, int]] = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "h": 3_600,
+    "hour": 3_600,
+    "d": 86_400,
+    "day": 86_400,
+    "w": 604_800,
+    "week": 604_800,
+    "month": 2_628_000,
+    "mo": 2_628_000,
+    "y": 31_536_000,
+    "year": 31_536_000,
+}
+
+
+def parse_duration(text: str) -> int:
+    """``3months``, ``90d``, ``12h``, ``3600`` (seconds) → seconds; a month is 730 hours."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*([A-Za-z]*)\s*", text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 3months or 12h")
+    unit = m.group(2).lower()
+    if unit.endswith("s") and unit[:-1] in _DURATION_UNITS and unit not in ("s",):
+        unit = unit[:-1]
+    factor = _DURATION_UNITS.get(unit or "s")
+    if factor is None:
+        raise argparse.ArgumentTypeError(f"unknown duration unit {m.group(2)!r}")
+    seconds = int(m.group(1)) * factor
+    if seconds < 1:
+        raise argparse.ArgumentTypeError("a duration is at least one second")
+    return seconds
+
+
+def parse_price(text: str) -> MaxPrice:
+    """``40CNY``, ``40 CNY`` or ``CNY 40.5`` → a :class:`MaxPrice`."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]{3})\s*", text) or re.fullmatch(
+        r"\s*([A-Za-z]{3})\s*([0-9]+(?:\.[0-9]+)?)\s*", text
+    )
+    if m is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a price such as 40CNY")
+    amount, currency = (
+        (m.group(1), m.group(2)) if m.group(1)[0].isdigit() else (m.group(2), m.group(1))
+    )
+    return MaxPrice(currency=currency.upper(), total=Decimal(amount))
+
+
+def _root_keys(args: argparse.Namespace) -> list[PublicKey]:
+    specs = list(args.root_key or [])
+    if not specs and os.environ.get("CID_ROOT_KEYS"):
+        specs = [os.environ["CID_ROOT_KEYS"]]
+    if not specs:
+        raise UsageError("give the trust anchor: --root-key FILE (or CID_ROOT_KEYS)")
+    return _keys_of(specs)
+
+
+@asynccontextmanager
+async def _requester(
+    args: argparse.Namespace, trace: Callable[[str, Envelope], None] | None = None
+) -> AsyncIterator[Requester]:
+    key = load_signing_key(args.key)
+    async with (
+        Resolver([args.registry], _root_keys(args), timeout_s=args.timeout) as resolver,
+        Requester(key, resolver, timeout_s=args.timeout, trace=trace) as req,
+    ):
+        yield req
+
+
+def _read_envelope(path: str, what: str) -> Envelope:
+    return Envelope.from_value(_read_json(path, what))
+
+
+def _breakdown(price: dict[str, Any]) -> str:
+    items = " + ".join(
+        f"{i['resource']} {i['quantity']} x {i['amount']}/{i['per']} = {i['cost']}"
+        for i in price.get("items", [])
+    )
+    return f"{price['total']} {price['currency']} ({items})"
+
+
+async def cmd_negotiate(args: argparse.Namespace, out: Output) -> int:
+    now = _now()
+    resources = None
+    if any(v for v in (args.vcpu, args.memory_gib, args.storage_gib, args.accelerators)):
+        resources = ResourceDemand(
+            vcpu=args.vcpu or 0,
+            memory_mib=(args.memory_gib or 0) * 1024,
+            storage_gib=args.storage_gib or 0,
+            accelerators=args.accelerators or 0,
+            units=args.quantity,
+        )
+
+    def trace(what: str, env: Envelope) -> None:
+        b = env.body_value
+        if what == "demand":
+            out.note(
+                f"demand sent to {env.header.aud}: {b['quantity']} unit(s), {b['duration_s']} s"
+            )
+        elif what in ("quote", "counter"):
+            out.note(f"{what} {b['quote_id']} verified: {_breakdown(b['price'])}")
+        elif what == "agreement":
+            out.note(f"agreement {b['agreement_id']} signed by the provider; co-signing")
+
+    async with _requester(args, trace) as req:
+        envelope = await req.negotiate(
+            args.offer,
+            quantity=args.quantity,
+            duration_s=args.duration,
+            start_after=now,
+            start_before=now + args.start_within,
+            max_price=args.max_price,
+            resources=resources,
+            accept_counter=(lambda _c: True) if args.accept_counter else None,
+        )
+    body = envelope.body_value
+    if args.out == "-":
+        out.stdout.write(_dumps(envelope.to_value(), indent=2) + "\n")
+        return EXIT_OK
+    try:
+        Path(args.out).write_text(_dumps(envelope.to_value(), indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise DecodeError(f"cannot write {args.out}: {e.strerror or e}") from e
+    value = {
+        "out": args.out,
+        "agreement_id": body["agreement_id"],
+        "provider": body["provider"],
+        "offer": body["offer"],
+        "start": body["start"],
+        "end": body["end"],
+        "price": body["price"],
+        "limits": body["limits"],
+    }
+    out.emit(
+        value,
+        lambda: (
+            f"agreement {body['agreement_id']} with {body['provider']} for {body['offer']}\n"
+            f"  {_iso(body['start'])} .. {_iso(body['end'])}, {_breakdown(body['price'])}\n"
+            f"  signed by both parties; written to {args.out}"
+        ),
+    )
+    return EXIT_OK
+
+
+async def cmd_invoke(args: argparse.Namespace, out: Output) -> int:
+    command = list(args.argv)
+    if not command:
+        raise UsageError("give the command after --, e.g. cid invoke a.json --key k -- echo hi")
+    env_vars: dict[str, str] = {}
+    for item in args.env or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--env {item!r} is not NAME=VALUE")
+        env_vars[name] = value
+    agreement_env = _read_envelope(args.agreement, "agreement")
+    async with _requester(args) as req:
+        agreement, provider = await req.open_agreement(agreement_env)
+        lim = agreement.limits
+        limits = lim.model_copy(
+            update={
+                k: v
+                for k, v in (
+                    ("cpu_s", args.cpu_s),
+                    ("memory_mib", args.memory_mib),
+                    ("wall_s", args.wall_s),
+                )
+                if v is not None
+            }
+        )
+        task = req.task(agreement, command, limits=limits, env=env_vars)
+        task_id = await req.submit(req.sign_task(agreement, task), agreement, provider)
+        out.note(f"task {task_id} submitted to {provider.namespace} ({provider.invoke_url})")
+        last = None
+        async for status in req.events(task_id):
+            last = status
+            if out.json:
+                out.line({"status": status.to_value()})
+            else:
+                extra = [f"exit {status.exit_code}"] if status.exit_code is not None else []
+                if status.reason:
+                    extra.append(status.reason)
+                out.stdout.write(
+                    f"{_iso(int(time.time()))}  {status.state}"
+                    + (f" ({', '.join(extra)})" if extra else "")
+                    + "\n"
+                )
+                out.stdout.flush()
+        if last is None or last.state not in TASK_TERMINAL_STATES:
+            last = await req.wait(task_id)
+        outcome = await req.result(task_id)
+        stdout = await req.output(task_id, ":stdout")
+        stderr = await req.output(task_id, ":stderr") if last.state != "succeeded" else b""
+        saved: list[str] = []
+        if args.out_dir:
+            base = Path(args.out_dir)
+            for o in outcome.result.outputs:
+                data = await req.output(task_id, o.path)
+                target = base / o.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                saved.append(str(target))
+    r = outcome.receipt
+    receipt_path: str | None = None
+    if outcome.receipt_envelope is not None:
+        receipt_path = args.receipt or f"receipt-{task_id[:12]}.json"
+        Path(receipt_path).write_text(
+            _dumps(outcome.receipt_envelope.to_value(), indent=2) + "\n", encoding="utf-8"
+        )
+    value = {
+        "task_id": task_id,
+        "state": last.state,
+        "exit_code": last.exit_code,
+        "reason": last.reason,
+        "outputs": [o.to_value() for o in outcome.result.outputs],
+        "saved": saved,
+        "receipt": receipt_path,
+        "usage": None if r is None else r.usage.to_value(),
+        "cost": None if r is None else r.cost.to_value(),
+    }
+
+    def human() -> str:
+        lines = []
+        if stdout:
+            lines.append("--- stdout (sha256 verified) ---")
+            lines.append(stdout.decode("utf-8", errors="replace").rstrip("\n"))
+            lines.append("---")
+        if stderr:
+            lines.append("--- stderr (last 2000 bytes, sha256 verified) ---")
+            lines.append(stderr[-2000:].decode("utf-8", errors="replace").rstrip("\n"))
+            lines.append("---")
+        for o in outcome.result.outputs:
+            lines.append(f"output {o.path}: {o.size_bytes} B sha256 {o.sha256}")
+        lines.extend(f"saved {s}" for s in saved)
+        if r is None:
+            lines.append(f"no receipt: the task never started ({last.state}, {last.reason})")
+        else:
+            lines.append(
+                f"receipt verified: {r.usage.cpu_s} cpu-s, {r.usage.wall_s} s wall, "
+                f"{r.usage.memory_mib_s} MiB*s; cost {r.cost.total} {r.cost.currency}; "
+                f"written to {receipt_path}"
+            )
+        return "\n".join(lines)
+
+    out.emit(value, human)
+    return EXIT_OK if last.state == "succeeded" else EXIT_ERROR
+
+
+async def cmd_receipt(args: argparse.Namespace, out: Output) -> int:
+    if args.action != "verify":  # pragma: no cover - argparse restricts it
+        raise UsageError("use: cid receipt verify RECEIPT --agreement FILE --service-key PUB")
+    now = args.now if args.now is not None else _now()
+    service_keys = {k.kid: k for k in _keys_of(args.service_key)}
+    agreement_env = _read_envelope(args.agreement, "agreement")
+    requester_checked = False
+    if args.requester_key:
+        (requester,) = load_public_keys(args.requester_key)[:1]
+        agreement = verify_agreement(
+            agreement_env, provider_keys=service_keys, requester_key=requester, now=now
+        )
+        requester_checked = True
+    else:
+        # the provider's signature alone; the requester's needs its public key
+        provider_sigs = tuple(s for s in agreement_env.sigs if s.kid in service_keys)
+        if len(provider_sigs) != 1 or len(agreement_env.sigs) != 2:
+            raise VerificationError(
+                "an agreement carries one provider signature and the requester's",
+                field="sigs",
+                detail={"rule": "parties"},
+            )
+        partial = Envelope(
+            agreement_env.header,
+            agreement_env.header_value,
+            agreement_env.body_value,
+            provider_sigs,
+        )
+        partial.verify(service_keys, typ="cid.neg.agreement", now=now)
+        agreement = validate(Agreement, agreement_env.body_value, where="agreement.body")
+        requester_sig = next(s for s in agreement_env.sigs if s.kid not in service_keys)
+        if requester_sig.kid != agreement.requester.kid:
+            raise VerificationError(
+                "the agreement's second signature is not its requester's",
+                field="sigs",
+                detail={"rule": "parties"},
+            )
+    receipt_env = _read_envelope(args.receipt_file, "receipt")
+    receipt = verify_receipt(receipt_env, agreement, service_keys=service_keys, now=now)
+    value = {
+        "valid": True,
+        "task_id": receipt.task_id,
+        "agreement_id": receipt.agreement_id,
+        "signer": receipt_env.sigs[0].kid,
+        "usage": receipt.usage.to_value(),
+        "cost": receipt.cost.to_value(),
+        "requester_signature_checked": requester_checked,
+    }
+
+    def human() -> str:
+        u = receipt.usage
+        lines = [
+            f"receipt valid: task {receipt.task_id} under agreement {receipt.agreement_id}",
+            f"  signed by service key {receipt_env.sigs[0].kid}, issued {_iso(receipt.issued)}",
+            f"  usage {u.cpu_s} cpu-s, {u.wall_s} s wall, {u.memory_mib_s} MiB*s, "
+            f"{u.output_bytes} B out",
+            f"  cost {_breakdown(receipt.cost.to_value())} at the agreement's rates",
+        ]
+        if not requester_checked:
+            lines.append("  (the requester's signature on the agreement was not checked: "
+                         "pass --requester-key)")  # fmt: skip
+        return "\n".join(lines)
+
+    out.emit(value, human)
+    return EXIT_OK
+
+
 # --- the parser -----------------------------------------------------------------------------
 
 
@@ -1189,7 +1517,8 @@ _REGISTER_SERIAL_HELP = (
 
 DESCRIPTION = """\
 The cid command line: keys, delegations, zone records and offers for providers and
-registry operators; resolve, list, search, snapshot and change feed for everyone.
+registry operators; resolve, list, search, snapshot and change feed for everyone;
+negotiate, invoke and receipt verification for requesters.
 
   cid keygen ctyun.key                        # a new Ed25519 key file (mode 0600)
   cid delegate ctyun --key root.key --to ctyun.pub.json        # the operator issues it
@@ -1199,6 +1528,10 @@ registry operators; resolve, list, search, snapshot and change feed for everyone
   cid resolve gz.ctyun --root-key root.pub.json                # verified from the anchor
   cid search --query-json '{"class": "general", "limit": 5}'
   cid snapshot --out catalogue.json && cid feed --since 0 --follow
+  cid negotiate gz.ctyun --key me.key --root-key root.pub.json --duration 3months \\
+      --max-price 40CNY                       # demand, quote, accept, co-signed agreement
+  cid invoke agreement.json --key me.key --root-key root.pub.json -- python -c 'print(42)'
+  cid receipt verify receipt.json --agreement agreement.json --service-key svc.pub.json
 
 Human-readable tables by default; --json for scripts. Every signed record is valid
 from now - 60 s (clock skew) to now + its TTL.
@@ -1554,6 +1887,103 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_feed)
 
     p = add(
+        "negotiate",
+        "negotiate an agreement for an offer (demand, quote, accept, co-sign)",
+        "Negotiate with the provider of OFFER: resolve and verify the offer and the provider's\n"
+        "zone record from the trust anchor, send a signed demand, verify the quote (signature,\n"
+        "terms, price recomputed from the offer), accept it, verify and co-sign the agreement.\n"
+        "The agreement (signed by both parties) is written to --out.",
+        "Example:\n  cid negotiate general.guizhou --key me.key --root-key root.pub.json \\\n"
+        "      --quantity 1 --duration 3months --max-price 40CNY --storage-gib 100",
+    )
+    p.add_argument("offer", metavar="OFFER")
+    p.add_argument("--key", required=True, metavar="KEYFILE", help="the requester's key file")
+    p.add_argument(
+        "--root-key",
+        action="append",
+        metavar="PUBFILE",
+        help="the trust anchor (repeatable) [CID_ROOT_KEYS]",
+    )
+    p.add_argument("--quantity", type=_positive, default=1, metavar="N", help="units (default 1)")
+    p.add_argument(
+        "--duration", type=parse_duration, required=True, metavar="D", help="3months, 90d, 12h..."
+    )
+    p.add_argument(
+        "--max-price", type=parse_price, required=True, metavar="PRICE", help="e.g. 40CNY"
+    )
+    p.add_argument(
+        "--start-within",
+        type=parse_duration,
+        default=300,
+        metavar="D",
+        help="latest acceptable start, from now (default 300 s)",
+    )
+    p.add_argument("--vcpu", type=_non_negative, metavar="N", help="resources the order states")
+    p.add_argument("--memory-gib", type=_non_negative, metavar="N")
+    p.add_argument("--storage-gib", type=_non_negative, metavar="N")
+    p.add_argument("--accelerators", type=_non_negative, metavar="N")
+    p.add_argument(
+        "--accept-counter", action="store_true", help="accept a counter-offer (default: decline)"
+    )
+    p.add_argument(
+        "--out", default="agreement.json", metavar="FILE", help="default agreement.json; - stdout"
+    )
+    p.set_defaults(handler=cmd_negotiate)
+
+    p = add(
+        "invoke",
+        "run a command under an agreement, with live status",
+        "Submit a signed task (fresh nonce, addressed to the provider) under the co-signed\n"
+        "agreement in AGREEMENT_FILE, follow its status live (server-sent events), then fetch\n"
+        "and verify the signed result (output digests) and the signed receipt (cost at the\n"
+        "agreement's rates). Exit status 1 unless the task succeeded.",
+        "Example:\n  cid invoke agreement.json --key me.key --root-key root.pub.json -- "
+        "python -c 'print(42)'",
+    )
+    p.add_argument("agreement", metavar="AGREEMENT_FILE")
+    p.add_argument("--key", required=True, metavar="KEYFILE", help="the requester's key file")
+    p.add_argument(
+        "--root-key",
+        action="append",
+        metavar="PUBFILE",
+        help="the trust anchor (repeatable) [CID_ROOT_KEYS]",
+    )
+    p.add_argument("--env", action="append", metavar="NAME=VALUE", help="task environment")
+    p.add_argument("--cpu-s", type=_positive, metavar="S", help="lower the task's CPU limit")
+    p.add_argument("--memory-mib", type=_positive, metavar="MIB", help="lower the memory limit")
+    p.add_argument("--wall-s", type=_positive, metavar="S", help="lower the wall-clock limit")
+    p.add_argument("--out-dir", metavar="DIR", help="save the (verified) output files here")
+    p.add_argument(
+        "--receipt", metavar="FILE", help="where to write the receipt (default receipt-ID.json)"
+    )
+    p.set_defaults(handler=cmd_invoke, argv=[])  # the command after "--" (see main)
+
+    p = add(
+        "receipt",
+        "verify a signed metering receipt offline",
+        "Verify a receipt against its agreement with the provider's service key, offline:\n"
+        "signatures, the agreement it names, usage within the agreement's limits, issue time,\n"
+        "and the cost recomputed at the agreement's rates.",
+    )
+    p.add_argument("action", choices=["verify"])
+    p.add_argument("receipt_file", metavar="RECEIPT_FILE")
+    p.add_argument("--agreement", required=True, metavar="FILE", help="the co-signed agreement")
+    p.add_argument(
+        "--service-key",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="the provider's service key(s) (repeatable)",
+    )
+    p.add_argument(
+        "--requester-key",
+        metavar="PUB",
+        help="the requester's public key: also check its signature on the agreement",
+    )
+    p.add_argument("--now", type=_non_negative, help=argparse.SUPPRESS)
+    p.set_defaults(handler=cmd_receipt)
+
+    p = add(
         "registry",
         "run a registry (same as cid-registry)",
         "Run or check a registry: `cid registry serve ...` is `cid-registry serve ...`.",
@@ -1577,9 +2007,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["registry"] and args_list[1:2] not in (["-h"], ["--help"], []):
         return _run_registry(args_list[1:])
+    command: list[str] = []
+    if args_list[:1] == ["invoke"] and "--" in args_list:
+        # everything after "--" is the task's command, options included
+        cut = args_list.index("--")
+        args_list, command = args_list[:cut], args_list[cut + 1 :]
     parser = build_parser()
     try:
         args = parser.parse_args(args_list)
+        if command:
+            args.argv = command
     except SystemExit as e:  # argparse: --help (0) or a usage error (2)
         return int(e.code) if isinstance(e.code, int) else EXIT_USAGE
     out = Output(json=args.json, quiet=args.quiet)
