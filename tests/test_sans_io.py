@@ -10,6 +10,7 @@ for our own code.)
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,10 @@ def test_core_loads_no_async_io() -> None:
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {NEVER_LOADED!r})\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     assert out.stdout.strip() == "", f"sans-IO core pulled in: {out.stdout.strip()}"
 
 
