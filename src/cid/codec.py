@@ -530,6 +530,8 @@ def canonical_json_scanned(value: Value, scan: Scan) -> bytes:
     ``scan`` must be the verdict :func:`decode_scanned` returned for a value that
     contains ``value``.
     """
+    if scan.ordered:
+        return _json_dumps(value, sort_keys=False)  # maps already in canonical order
     if scan.plain:
         return _json_dumps(value, sort_keys=True)
     return _json_dumps(_sorted_copy(value, True), sort_keys=False)
