@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench schemas vectors clean
+.PHONY: test lint typecheck pytest demo bench schemas vectors conformance-matrix clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src registry provider tests benchmarks
-	$(PY) -m ruff format --check src registry provider tests benchmarks
+	$(PY) -m ruff check src registry provider conformance tests benchmarks
+	$(PY) -m ruff format --check src registry provider conformance tests benchmarks
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -39,6 +39,9 @@ schemas: $(STAMP)
 vectors: $(STAMP)
 	$(PY) spec/vectors/generate.py
 	$(PY) spec/vectors/gen_identifiers.py
+
+conformance-matrix: $(STAMP)
+	$(PY) -m cid_conformance.matrix
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -453,7 +453,13 @@ async def get_namespace(request: web.Request) -> web.Response:
     # REQ-QRY-015: restricted to the types asked for; keep reading until the page is full
     while len(rows) <= limit:
         batch = await store.list_namespace(prefix, after=after, limit=limit + 1, now=now)
-        rows += [r for r in batch if wanted is None or r.rtype in wanted]
+        rows += [
+            r
+            for r in batch
+            if (wanted is None or r.rtype in wanted)
+            # REQ-SIG-044/049/050: records whose authority lapsed are not listed
+            and _still_authorised(request.app[FOLLOWER], r, now)
+        ]
         if len(batch) <= limit:
             break
         tail = batch[-1]
@@ -475,7 +481,7 @@ async def post_search(request: web.Request) -> web.Response:
     """Capability search over the live offers ([REQ-REG-050])."""
     encoding = negotiate(request)
     value, _ = await _read_limited(request, codec.DEFAULT_LIMITS.scaled(max_bytes=64 * 1024))
-    query = validate(Query, value, where="query")
+    query = validate(Query, value)  # REQ-QRY-002: fields are named by their path in the query
     settings = request.app[SETTINGS]
     result = request.app[INDEX].search(query, now=_now(request), budget=settings.search_budget)
     return render(result, encoding)
@@ -638,7 +644,14 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     await store.open()
     follower = Follower(store, settings.root_keys, settings.clock)
-    index = SearchIndex()
+
+    def authorised(name: Identifier, kid: str, now: int) -> bool:
+        try:
+            return kid in follower.trust.authorised_keys(name, "offer", now=now)
+        except CidError:
+            return False
+
+    index = SearchIndex(authorised=authorised)
     follower.on_change(index.apply_change)
     await follower.catch_up()
     app[FOLLOWER] = follower

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from cid.envelope import Envelope, SignedRecord, parse_record_body
@@ -28,11 +29,28 @@ __all__ = ["SearchIndex"]
 log = logging.getLogger("cid_registry.index")
 
 
+Authorised = Callable[[Identifier, str, int], bool]
+"""Whether key ``kid`` may still sign offers at ``name`` at time ``now`` (the trust state)."""
+
+
 class SearchIndex:
-    def __init__(self, latency: LatencyModel | None = None) -> None:
+    """The matcher, plus what the registry must not answer from it.
+
+    An offer whose authority has lapsed since it was accepted - its signing key
+    revoked, its namespace's delegation deleted or expired - is no longer an
+    answer ([REQ-SIG-044], [REQ-SIG-049], [REQ-SIG-050]). Such offers are
+    dropped from the index the first time a search would return them, and the
+    search runs again, so results stay exact top-k.
+    """
+
+    def __init__(
+        self, latency: LatencyModel | None = None, *, authorised: Authorised | None = None
+    ) -> None:
         self.matcher = Matcher()
         self.latency = latency if latency is not None else default_model()
+        self.authorised = authorised
         self._classes: dict[Identifier, str] = {}
+        self._signers: dict[Identifier, str] = {}
 
     def apply_change(self, change: Change, record: SignedRecord[Any] | None = None) -> None:
         if change.rtype != "offer":
@@ -50,16 +68,31 @@ class SearchIndex:
         if change.op == "delete":
             self.matcher.remove(name)
             self._classes.pop(name, None)
+            self._signers.pop(name, None)
         elif change.op == "refresh" and isinstance(body, RefreshBody):
             if name in self._classes:
                 self.matcher.update_availability(name, body.units_free, env.header.exp)
         elif isinstance(body, OfferBody):
             self.matcher.upsert(name, env.header.serial, body, expires=env.header.exp)
             self._classes[name] = str(body.compute_class)
+            self._signers[name] = env.sigs[0].kid
 
     def search(self, query: Query, *, now: int, budget: int | None) -> dict[str, Any]:
-        page = self.matcher.search_page(query, now=now, latency=self.latency, budget=budget)
-        return page.to_value()
+        while True:
+            page = self.matcher.search_page(query, now=now, latency=self.latency, budget=budget)
+            lapsed = [m.name for m in page.results if not self._still_authorised(m.name, now)]
+            if not lapsed:
+                return page.to_value()
+            for name in lapsed:
+                self.matcher.remove(name)
+                self._classes.pop(name, None)
+                self._signers.pop(name, None)
+
+    def _still_authorised(self, name: Identifier, now: int) -> bool:
+        if self.authorised is None:
+            return True
+        kid = self._signers.get(name)
+        return kid is not None and self.authorised(name, kid, now)
 
     def counts_by_class(self) -> dict[str, int]:
         return dict(Counter(self._classes.values()))

@@ -1,0 +1,1 @@
+"""Adapters of known implementations (the reference library)."""

@@ -1,0 +1,159 @@
+"""Fixtures for the conformance suite's own tests: real registries on loopback, the suite in
+process.
+
+The registry under test is the reference ``cid_registry`` app on a real TCP port
+with a wall clock (the suite reads the registry's time from its signed heads and
+observes real expiry), optionally wrapped to break one rule (``test_broken_registries``).
+The suite is run through its CLI entry point inside the test's event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[2]
+from cid.client import RegistryClient
+from cid_conformance.cli import run
+from cid_conformance.runner import CaseResult  # noqa: E402
+from cid_registry.app import create_app  # noqa: E402
+from cid_registry.settings import Settings  # noqa: E402
+from cid_registry.store.sqlite import SqliteStore  # noqa: E402
+
+from ..registry.harness import Clock, Operator  # noqa: E402
+
+
+class WallClock(Clock):
+    """The registry's clock is the real one: the suite watches records expire in real time."""
+
+    def __call__(self) -> int:
+        return int(time.time())
+
+
+Middleware = Callable[
+    [web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+    Awaitable[web.StreamResponse],
+]
+
+SETTINGS: dict[str, Any] = {
+    # the suite's ordinary traffic stays inside the burst; its rate-limit case drains it
+    "rate_per_s": 50.0,
+    "rate_burst": 3000,
+    "read_timeout_s": 1.0,
+    "search_budget": 400,
+}
+"""Registry settings the suite's options below match."""
+
+SUITE_OPTIONS = [
+    "--read-timeout",
+    "1",
+    "--search-budget",
+    "400",
+    "--expiry-s",
+    "2",
+    "--no-colour",
+    "-q",
+]
+
+
+@dataclass
+class Registry:
+    url: str
+    operator: Operator
+    root_key: Path
+    app: web.Application
+    peers: list[str] = field(default_factory=list)
+
+    def args(self, *extra: str) -> list[str]:
+        peers = [a for p in self.peers for a in ("--peer", p)]
+        return [
+            "registry",
+            self.url,
+            "--root-key",
+            str(self.root_key),
+            "--allow-writes",
+            *SUITE_OPTIONS,
+            *peers,
+            *extra,
+        ]
+
+
+async def _start(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@asynccontextmanager
+async def registry(
+    tmp: Path,
+    *,
+    middlewares: Sequence[Middleware] = (),
+    patch: Callable[[web.Application], None] | None = None,
+    peer: bool = False,
+    **overrides: Any,
+) -> AsyncIterator[Registry]:
+    """The reference registry (SQLite in ``tmp``), optionally broken by ``middlewares``/``patch``.
+
+    With ``peer``, a second process-like app serves the same store file ([REQ-REG-012]).
+    """
+    operator = Operator()
+    clock = WallClock()
+    settings = Settings(
+        root_keys=[operator.root.public_key],
+        service_key=operator.service,
+        clock=clock,
+        **{**SETTINGS, **overrides},
+    )
+    db = str(tmp / "registry.sqlite3")
+    app = create_app(settings, store=SqliteStore(db))
+    for mw in middlewares:
+        app.middlewares.insert(0, mw)  # outermost: sees what the client sees
+    runners = []
+    runner, url = await _start(app)
+    runners.append(runner)
+    if patch is not None:
+        patch(app)
+    peers = []
+    if peer:
+        peer_runner, peer_url = await _start(create_app(settings, store=SqliteStore(db)))
+        runners.append(peer_runner)
+        peers.append(peer_url)
+    root_key = tmp / "root.key"
+    root_key.write_text(json.dumps(operator.root.to_file_value()))
+    try:
+        async with RegistryClient(url) as client:
+            # the operator publishes the root zone, naming the service key that signs heads
+            await client.submit(operator.root_zone(now=clock()))
+        yield Registry(url, operator, root_key, app, peers)
+    finally:
+        for r in reversed(runners):
+            await r.cleanup()
+
+
+async def run_suite(argv: Sequence[str]) -> tuple[int, list[CaseResult]]:
+    return await run(list(argv))
+
+
+def failing(results: Sequence[CaseResult]) -> set[str]:
+    return {r.case.id for r in results if r.status.label in ("fail", "error")}
+
+
+def errors(results: Sequence[CaseResult]) -> list[str]:
+    return [f"{r.case.id}: {r.message}" for r in results if r.status.label == "error"]
+
+
+def describe(results: Sequence[CaseResult], ids: set[str]) -> str:
+    return "\n".join(
+        f"{r.case.id} [{','.join(r.case.reqs)}]: {r.message}" for r in results if r.case.id in ids
+    )
