@@ -242,10 +242,10 @@ def main() -> int:
                                                   conns=args.conns)))
         shapes = {
             "search: selective (8xA100 near TJ)": {"class": "intelligent", "accelerator": {"model": ["a100-80g"], "count_min": 8},
-                                                   "near": {"region": "CN-TJ", "max_rtt_us": 3000}, "limit": 10},
+                                                   "near": {"region": "CN-TJ", "max_rtt_us": 3000}, "currency": "CNY", "limit": 10},
             "search: medium (general CN-GZ, cheapest)": {"class": "general", "region_in": ["CN-GZ"], "currency": "CNY",
                                                         "order": ["cost"], "limit": 10},
-            "search: broad (any, greenest)": {"order": ["renewable"], "limit": 10},
+            "search: broad (any, greenest)": {"order": ["renewable"], "currency": "CNY", "limit": 10},
         }
         for label, q in shapes.items():
             body = json.dumps(Query.model_validate(q).to_value())

@@ -22,6 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
@@ -74,6 +75,7 @@ INDEX: Final = web.AppKey("index", SearchIndex)
 LIMITER: Final = web.AppKey("limiter", RateLimiter)
 HEADS: Final = web.AppKey("heads", dict)
 SHUTDOWN: Final = web.AppKey("shutdown", asyncio.Event)
+RESOLVED: Final = web.AppKey("resolved", dict)
 
 REQUEST_ID: Final = web.RequestKey("cid.request_id", str)
 _UNLIMITED: Final = ("/healthz", "/readyz", "/metrics")
@@ -379,6 +381,14 @@ async def get_name(request: web.Request) -> web.Response:
                 "proof": await _proof(request, ns.name.parent()),
             }
             return render(referral, encoding, headers={"Cache-Control": "max-age=60"})
+    # An answer depends only on the store (changes move follower.applied) and on the
+    # clock (expiries): it is reused while neither has moved past it.
+    cache = request.app[RESOLVED]
+    key = (name.to_text(), request.query.get("types"), encoding)
+    hit = cache.get(key)
+    if hit is not None and hit.applied == follower.applied and now < hit.until:
+        return _cached_answer(request, hit, now)
+    applied = follower.applied
     # REQ-REG-034 / REQ-SIG-044: expired records, and records whose signer no longer has
     # authority here (revoked, or its delegation gone), are not served
     live = [
@@ -399,23 +409,49 @@ async def get_name(request: web.Request) -> web.Response:
         "records": records,
         "proof": await _proof(request, name),
     }
-    # REQ-REG-033: cache for the smallest TTL, never past the earliest expiry
-    ttl = min(
-        [int(rec["header"].get("ttl", 300)) for rec in records]
-        + [max(0, r.expires - now) for r in rows],
-        default=0,
-    )
     # the ETag covers the records, their proof and the representation
     tag = hashlib.sha256(encoding.encode())
     for r in rows:
         tag.update(f"{r.rtype}:{r.serial}:{r.digest};".encode())
-    for p in body["proof"]:
-        tag.update(Envelope.from_value(p).digest().encode())
-    etag = f'"{tag.hexdigest()[:32]}"'
-    headers = {"Cache-Control": f"max-age={ttl}", "ETag": etag, "Vary": "Accept"}
-    if etag in _etags(request.headers.get("If-None-Match", "")):
+    proof_envs = [Envelope.from_value(p) for p in body["proof"]]
+    for env in proof_envs:
+        tag.update(env.digest().encode())
+    answer = _Answer(
+        applied=applied,
+        # valid until a record expires or an authority record of the proof does
+        until=min([r.expires for r in live] + [e.header.exp for e in proof_envs]),
+        ttl=min((int(rec["header"].get("ttl", 300)) for rec in records), default=0),
+        expires=min((r.expires for r in rows), default=now),
+        etag=f'"{tag.hexdigest()[:32]}"',
+        body=codec.encode(body, encoding),
+        content_type=codec.media_type(encoding),
+    )
+    if len(cache) >= 10_000:
+        cache.clear()
+    cache[key] = answer
+    return _cached_answer(request, answer, now)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A rendered resolve answer and how long it stays right."""
+
+    applied: int
+    until: int
+    ttl: int
+    expires: int
+    etag: str
+    body: bytes
+    content_type: str
+
+
+def _cached_answer(request: web.Request, answer: _Answer, now: int) -> web.Response:
+    # REQ-REG-033: cache for the smallest TTL, never past the earliest expiry
+    max_age = max(0, min(answer.ttl, answer.expires - now))
+    headers = {"Cache-Control": f"max-age={max_age}", "ETag": answer.etag, "Vary": "Accept"}
+    if answer.etag in _etags(request.headers.get("If-None-Match", "")):
         return web.Response(status=304, headers=headers)
-    return render(body, encoding, headers=headers)
+    return web.Response(body=answer.body, content_type=answer.content_type, headers=headers)
 
 
 def _etags(header: str) -> set[str]:
@@ -693,6 +729,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[LIMITER] = RateLimiter(settings.rate_per_s, settings.rate_burst)
     app[HEADS] = {}
     app[SHUTDOWN] = asyncio.Event()
+    app[RESOLVED] = {}
 
     async def on_shutdown(app: web.Application) -> None:
         app[SHUTDOWN].set()
