@@ -165,17 +165,18 @@ async def error_middleware(
     elapsed = time.perf_counter() - started
     metrics.requests.labels(route, request.method, str(response.status)).inc()
     metrics.latency.labels(route).observe(elapsed)
-    access_log.info(
-        "request",
-        extra={
-            "request_id": request_id,
-            "method": request.method,
-            "path": request.path,
-            "status": response.status,
-            "duration_ms": round(elapsed * 1000, 3),
-            "remote": request.remote,
-        },
-    )
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path,
+                "status": response.status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "remote": request.remote,
+            },
+        )
     return response
 
 
