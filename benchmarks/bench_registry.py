@@ -24,7 +24,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from catalogue import generate  # noqa: E402
-
 from cid import examples as ex  # noqa: E402
 from cid.client import RegistryClient  # noqa: E402
 from cid.envelope import sign_record  # noqa: E402
@@ -113,7 +111,9 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def load(url: str, *, seconds: float, conns: int, method: str = "GET", body: str = "") -> dict[str, float]:
+def load(
+    url: str, *, seconds: float, conns: int, method: str = "GET", body: str = ""
+) -> dict[str, float]:
     """Drive ``url`` for ``seconds``; requests/s and latency percentiles (ms)."""
     ctype = "application/cid+json"
     if shutil.which("wrk"):
@@ -124,8 +124,19 @@ def load(url: str, *, seconds: float, conns: int, method: str = "GET", body: str
                 f.write(f'wrk.headers["Content-Type"] = "{ctype}"\n')
             script = f.name
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "--latency", "-s", script, url],
-            capture_output=True, text=True, check=True,
+            [
+                "wrk",
+                "-t1",
+                f"-c{conns}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                script,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         os.unlink(script)
         rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -137,7 +148,9 @@ def load(url: str, *, seconds: float, conns: int, method: str = "GET", body: str
         return {"rps": rps, "p50": p50, "p99": p99}
     out = subprocess.run(
         [sys.executable, "-c", LOADGEN, url, method, body, ctype, str(seconds), str(conns)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return json.loads(out)
 
@@ -156,12 +169,20 @@ def raw_verify_rate(seconds: float = 1.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-async def populate(url: str, offers: list[Any], provider: SigningKey, now: int,
-                   *, concurrency: int = 2, chunk: int = 500) -> float:
+async def populate(
+    url: str,
+    offers: list[Any],
+    provider: SigningKey,
+    now: int,
+    *,
+    concurrency: int = 2,
+    chunk: int = 500,
+) -> float:
     """Register pre-signed offers via the batch endpoint; returns registrations/s."""
     envs = [
-        sign_record(o.offer, name=o.name, serial=1, key=provider, nbf=now - 60,
-                    exp=now + 86_400, ttl=300).envelope
+        sign_record(
+            o.offer, name=o.name, serial=1, key=provider, nbf=now - 60, exp=now + 86_400, ttl=300
+        ).envelope
         for o in offers
     ]
     chunks = [envs[i : i + chunk] for i in range(0, len(envs), chunk)]
@@ -183,12 +204,20 @@ async def populate(url: str, offers: list[Any], provider: SigningKey, now: int,
         return len(envs) / (time.perf_counter() - t0)
 
 
-async def delegate_all(url: str, root: SigningKey, provider: SigningKey, offers: list[Any], now: int) -> None:
+async def delegate_all(
+    url: str, root: SigningKey, provider: SigningKey, offers: list[Any], now: int
+) -> None:
     tops = sorted({o.name.labels[-1] for o in offers} | {"ctyun"})
     async with RegistryClient(url) as client:
         for top in tops:
-            d = sign_record(ex.delegation(provider), name=top, serial=1, key=root, nbf=now - 60,
-                            exp=now + 30 * 86_400)
+            d = sign_record(
+                ex.delegation(provider),
+                name=top,
+                serial=1,
+                key=root,
+                nbf=now - 60,
+                exp=now + 30 * 86_400,
+            )
             await client.submit(d)
 
 
@@ -209,53 +238,122 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         reg_ready, hello_ready = tmp / "reg.ready", tmp / "hello.ready"
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "cid_registry.cli", "serve", "--store", str(tmp / "reg.db"),
-             "--port", "0", "--root-keys", str(tmp / "root.json"), "--service-key",
-             str(tmp / "service.key"), "--rate", "1e9", "--burst", "1000000000",
-             "--search-budget", "10000000", "--ready-file", str(reg_ready), "--log-level", "warning"],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "reg.log", "wb"),
-        ))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "cid_registry.cli",
+                    "serve",
+                    "--store",
+                    str(tmp / "reg.db"),
+                    "--port",
+                    "0",
+                    "--root-keys",
+                    str(tmp / "root.json"),
+                    "--service-key",
+                    str(tmp / "service.key"),
+                    "--rate",
+                    "1e9",
+                    "--burst",
+                    "1000000000",
+                    "--search-budget",
+                    "10000000",
+                    "--ready-file",
+                    str(reg_ready),
+                    "--log-level",
+                    "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp / "reg.log", "wb"),
+            )
+        )
         reg = _wait_ready(reg_ready, procs[-1])
-        procs.append(subprocess.Popen([sys.executable, "-c", HELLO, str(hello_ready)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", HELLO, str(hello_ready)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         hello = _wait_ready(hello_ready, procs[-1])
         now = int(time.time())
         offers = generate(args.offers, now=now)
         asyncio.run(delegate_all(reg, root, provider, offers, now))
 
         print(f"# cid registry benchmark - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
-        print(f"# {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}, "
-              f"load: {'wrk' if shutil.which('wrk') else 'aiohttp loadgen'} -c{args.conns} "
-              f"{args.seconds:g}s per run; registry: 1 process, SQLite store\n")
+        print(
+            f"# {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}, "
+            f"load: {'wrk' if shutil.which('wrk') else 'aiohttp loadgen'} -c{args.conns} "
+            f"{args.seconds:g}s per run; registry: 1 process, SQLite store\n"
+        )
 
         verify_rate = raw_verify_rate()
         reg_rate = asyncio.run(populate(reg, offers, provider, now))
         print(f"{'registrations':<44} {'per s':>10} {'x raw verify':>13}")
         print(f"{'raw Ed25519 verify (same machine, 1 core)':<44} {verify_rate:>10.0f} {1:>13.2f}")
-        print(f"{f'signed registrations ({len(offers)} via batch)':<44} {reg_rate:>10.0f} "
-              f"{reg_rate / verify_rate:>13.2f}\n")
+        print(
+            f"{f'signed registrations ({len(offers)} via batch)':<44} {reg_rate:>10.0f} "
+            f"{reg_rate / verify_rate:>13.2f}\n"
+        )
 
         name = offers[0].name.to_text()
-        rows = [("hello (minimal aiohttp handler)", load(hello + "/hello", seconds=args.seconds, conns=args.conns))]
-        rows.append((f"resolve {name[:28]}", load(reg + "/v1/names/" + name, seconds=args.seconds,
-                                                  conns=args.conns)))
+        rows = [
+            (
+                "hello (minimal aiohttp handler)",
+                load(hello + "/hello", seconds=args.seconds, conns=args.conns),
+            )
+        ]
+        rows.append(
+            (
+                f"resolve {name[:28]}",
+                load(reg + "/v1/names/" + name, seconds=args.seconds, conns=args.conns),
+            )
+        )
         shapes = {
-            "search: selective (8xA100 near TJ)": {"class": "intelligent", "accelerator": {"model": ["a100-80g"], "count_min": 8},
-                                                   "near": {"region": "CN-TJ", "max_rtt_us": 3000}, "currency": "CNY", "limit": 10},
-            "search: medium (general CN-GZ, cheapest)": {"class": "general", "region_in": ["CN-GZ"], "currency": "CNY",
-                                                        "order": ["cost"], "limit": 10},
-            "search: broad (any, greenest)": {"order": ["renewable"], "currency": "CNY", "limit": 10},
+            "search: selective (8xA100 near TJ)": {
+                "class": "intelligent",
+                "accelerator": {"model": ["a100-80g"], "count_min": 8},
+                "near": {"region": "CN-TJ", "max_rtt_us": 3000},
+                "currency": "CNY",
+                "limit": 10,
+            },
+            "search: medium (general CN-GZ, cheapest)": {
+                "class": "general",
+                "region_in": ["CN-GZ"],
+                "currency": "CNY",
+                "order": ["cost"],
+                "limit": 10,
+            },
+            "search: broad (any, greenest)": {
+                "order": ["renewable"],
+                "currency": "CNY",
+                "limit": 10,
+            },
         }
         for label, q in shapes.items():
             body = json.dumps(Query.model_validate(q).to_value())
-            rows.append((label, load(reg + "/v1/search", seconds=args.seconds, conns=args.conns,
-                                     method="POST", body=body)))
+            rows.append(
+                (
+                    label,
+                    load(
+                        reg + "/v1/search",
+                        seconds=args.seconds,
+                        conns=args.conns,
+                        method="POST",
+                        body=body,
+                    ),
+                )
+            )
         base = rows[0][1]["rps"]
-        print(f"{'HTTP load (' + str(len(offers)) + ' offers held)':<44} {'req/s':>10} {'p50 ms':>8} "
-              f"{'p99 ms':>8} {'x hello':>8}")
+        print(
+            f"{'HTTP load (' + str(len(offers)) + ' offers held)':<44} {'req/s':>10} {'p50 ms':>8} "
+            f"{'p99 ms':>8} {'x hello':>8}"
+        )
         for label, r in rows:
-            print(f"{label:<44} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps'] / base:>8.2f}")
+            print(
+                f"{label:<44} {r['rps']:>10.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['rps'] / base:>8.2f}"
+            )
     finally:
         for p in procs:
             p.terminate()

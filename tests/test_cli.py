@@ -10,7 +10,6 @@ Each test works in its own top-level namespace, so they share one registry.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import select
@@ -470,22 +469,16 @@ def test_registry_url_from_environment(
     assert r.json() == {"items": []}
 
 
-def test_textual_search_needs_query_text(capsys: pytest.CaptureFixture[str]) -> None:
-    if cli._query_text_parser() is not None:
-        pytest.skip("cid.query_text is installed")
-    r = run(capsys, "search", "class general")
-    assert r.code == 2 and "--query-json" in r.err
-
-
 def test_textual_search_matches_json(cid: Any, registry: Registry, tmp_path: Path) -> None:
-    """With cid.query_text installed, a textual query searches like its JSON form."""
-    if cli._query_text_parser() is None:
-        pytest.skip("cid.query_text is not installed yet")
-    query_text = importlib.import_module("cid.query_text")
+    """A textual query (spec 13) searches like its JSON form."""
+    from cid import query_text
+
     key = _provider(cid, registry, tmp_path, "textns")
     assert cid("register", _offer_file(tmp_path / "t.json", "a.textns"), "--key", key).code == 0
     query = Query.model_validate({"within": "textns", "class": "general", "limit": 5})
     text = query_text.to_text(query)
+    bad = cid("search", "class=quantum")
+    assert bad.code == 1 and "QUERY_SYNTAX" in bad.err
     by_text = cid("search", text, "--json")
     assert by_text.code == 0, by_text.err
     by_json = cid("search", "--query-json", json.dumps(query.to_value()), "--json")

@@ -63,7 +63,7 @@ from typing import Any, Final, TextIO, TypeVar
 
 import aiohttp
 
-from . import codec
+from . import codec, query_text
 from .client import RegistryClient
 from .envelope import MAX_VALIDITY_S, Envelope, sign_record
 from .errors import (
@@ -934,21 +934,6 @@ async def cmd_list(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _query_text_parser() -> Callable[[str], Any] | None:
-    """``cid.query_text.parse`` when the textual query language is installed."""
-    try:
-        module = importlib.import_module("cid.query_text")
-    except ModuleNotFoundError as e:
-        if e.name in ("cid.query_text", "cid"):
-            return None
-        raise
-    for name in ("parse", "parse_query", "from_text"):
-        parse = getattr(module, name, None)
-        if callable(parse):
-            return parse  # type: ignore[no-any-return]
-    return None
-
-
 def build_query(text: str | None, query_json: str | None) -> Query:
     """The query of ``cid search``: textual (``cid.query_text``) or JSON."""
     if text is not None and query_json is not None:
@@ -957,15 +942,7 @@ def build_query(text: str | None, query_json: str | None) -> Query:
         return validate(Query, _json_arg(query_json, "query"), where="query")
     if text is None:
         raise UsageError("give a query (text) or --query-json")
-    parse = _query_text_parser()
-    if parse is None:
-        raise UsageError(
-            "textual queries need cid.query_text, which this installation lacks; use --query-json"
-        )
-    query = parse(text)
-    if not isinstance(query, Query):  # pragma: no cover - a contract of cid.query_text
-        raise InternalError("cid.query_text.parse did not return a Query")
-    return query
+    return query_text.parse(text)
 
 
 def _rtt(us: Any) -> str | None:
@@ -1826,21 +1803,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="follow next_cursor to the end")
     p.set_defaults(handler=cmd_list)
 
-    text_available = _query_text_parser() is not None
     p = add(
         "search",
         "search offers by capability",
         "Search the registry's live offers. The query is the spec's query message (section 7.4)\n"
-        "as JSON (--query-json '{...}' or --query-json @file.json)"
-        + (", or in the textual query language." if text_available else ".")
-        + "\nThe table shows rank, name, total cost for the query's demand and duration,\n"
-        "units, RTT to near.region and the weighted score.",
+        "as JSON (--query-json '{...}' or --query-json @file.json), or in the textual query\n"
+        "language of section 13, e.g. 'class=general vcpu=1 mem=2GiB for 3months order=cost\n"
+        "currency=CNY'.\nThe table shows rank, name, total cost for the query's demand and\n"
+        "duration, units, RTT to near.region and the weighted score.",
     )
     p.add_argument(
         "query",
         nargs="?",
         metavar="QUERY",
-        help="textual query (cid.query_text)" if text_available else argparse.SUPPRESS,
+        help="textual query (spec section 13)",
     )
     p.add_argument("--query-json", metavar="JSON|@FILE", help="the query message as JSON")
     p.add_argument("--limit", type=_ranged(1, 1000), metavar="N", help="override the limit")
