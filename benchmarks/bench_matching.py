@@ -351,12 +351,15 @@ def _weighted(out: list[tuple[float, tuple[Any, ...]]], s: Shape) -> list[tuple[
                 col.append(row[IDX[s.near or "rtt_bj"]])
         vals[key] = col
     total = sum(s.weights.values())
+    bounds = {}
+    for key in s.weights:
+        known = [v for v in vals[key] if v is not None]
+        bounds[key] = (min(known), max(known)) if known else (0.0, 0.0)
     scored = []
     for i, (cost, row) in enumerate(out):
         score = 0.0
         for key, w in s.weights.items():
-            known = [v for v in vals[key] if v is not None]
-            lo, hi = (min(known), max(known)) if known else (0.0, 0.0)
+            lo, hi = bounds[key]
             v = vals[key][i]
             if v is not None:
                 score += w if hi == lo else w * (hi - v) / (hi - lo)

@@ -85,6 +85,8 @@ PENDING_AREAS: Final[dict[str, str]] = {
     "spec/15-provider.md and the reference provider are stable",
     "PRV": "provider target (spec §15, the provider HTTP binding): next round, once "
     "spec/15-provider.md and the reference provider are stable",
+    "QTX": "textual query language (spec §13, added this round): cases through the library "
+    "adapter (parse, render, error offsets) next round",
 }
 """Whole areas whose MUST requirements are pending, with where they will be covered."""
 
