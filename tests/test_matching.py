@@ -26,7 +26,7 @@ from cid.latency import LatencyModel, default_model
 from cid.matching import Listing, Matcher, naive_search, naive_search_page
 from cid.model import validate
 from cid.query import Query, ResourceDemand, price_demand
-from cid.record import OfferBody
+from cid.record import Hpc, OfferBody
 
 NOW = ex.EPOCH
 MONTH_S = 2_628_000
@@ -363,6 +363,36 @@ def test_matcher_equals_naive_scan(
         check_equal(m, q, latency)
 
 
+@st.composite
+def big_catalogues(draw: st.DrawFn) -> list[Listing]:
+    """Up to 80 offers, from a few price lists (many ties), to exercise the selection bands."""
+    n = draw(st.integers(20, 80))
+    base = [draw(offers()) for _ in range(draw(st.integers(2, 6)))]
+    out = []
+    for i in range(n):
+        offer = base[i % len(base)]
+        if draw(st.booleans()):
+            offer = offer.model_copy(update={"price": draw(offers()).price})
+        if draw(st.booleans()):
+            offer = offer.model_copy(update={"energy": draw(offers()).energy})
+        name = Identifier(
+            f"p{draw(st.integers(0, 9))}{i}.{draw(st.sampled_from(['gy', 'tj', 'x-y']))}.b"
+        )
+        out.append(Listing(name, 1, offer, NOW + 60))
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(listings=big_catalogues(), qs=st.lists(queries(), min_size=1, max_size=3))
+def test_matcher_equals_naive_on_larger_catalogues(
+    listings: list[Listing], qs: list[Query]
+) -> None:
+    """REQ-QRY-053, REQ-QRY-054: more candidates than the page, ties on every key, walks forced."""
+    m = build(listings, walk_min=0)
+    for q in qs:
+        check_equal(m, q, MODEL)
+
+
 OPS = st.lists(
     st.tuples(
         st.sampled_from(["upsert", "refresh", "remove", "reprice"]),
@@ -689,7 +719,15 @@ def test_walks_equal_gathering_on_a_synthetic_catalogue() -> None:
         got = outcome(lambda q=q: walk.search(q, now=NOW, latency=MODEL))
         assert got == outcome(lambda q=q: gather.search(q, now=NOW, latency=MODEL)), label
     # and exactly the scan on a sample of them (the scan prices everything: slow)
-    for label in ("gpu_a100_tj", "general_worked_example", "green_general", "storage_cheapest"):
+    for label in (
+        "gpu_a100_tj",
+        "general_worked_example",
+        "green_general",
+        "storage_cheapest",
+        "weighted_hopper",
+        "near_bj_latency",
+        "tj_by_name",
+    ):
         q = query_shapes()[label]
         assert walk.search(q, now=NOW, latency=MODEL) == naive_search(
             listings, q, now=NOW, latency=MODEL
@@ -727,3 +765,52 @@ def test_breakdown_matches_price_demand_exactly() -> None:
         for match in m.search(q, now=NOW):
             offer = m.listing(match.name).offer
             assert match.cost == price_demand(offer.price, offer.unit, demand, duration)
+
+
+def test_tflops_is_the_units_throughput() -> None:
+    """REQ-QRY-026: count × per-device figure, plus hpc.fp64_tflops for fp64."""
+    gpu = ex.a100_offer()  # 8 × A100: fp64 9.7 per device, 77.6 per unit
+    hpc = gpu.model_copy(
+        update={
+            "compute_class": "super",
+            "unit": gpu.unit.model_copy(
+                update={
+                    "accelerators": None,
+                    "hpc": Hpc(
+                        nodes=4, fp64_tflops=Decimal("80"), interconnect="ib", scheduler="slurm"
+                    ),
+                }
+            ),
+        }
+    )
+    m = Matcher()
+    m.upsert(Identifier("gpu.lab"), 1, gpu, expires=NOW + 60)
+    m.upsert(Identifier("hpc.lab"), 1, hpc, expires=NOW + 60)
+
+    def names(tflops: dict[str, str]) -> list[str]:
+        q = validate(Query, {"tflops_min": tflops})
+        got = [r.name.to_text() for r in m.search(q, now=NOW)]
+        assert got == [r.name.to_text() for r in naive_search(m.listings(), q, now=NOW)]
+        return got
+
+    assert names({"fp64": "77.6"}) == ["gpu.lab", "hpc.lab"]
+    assert names({"fp64": "77.7"}) == ["hpc.lab"]
+    assert names({"fp64": "80.1"}) == []
+    assert names({"bf16": "2496"}) == ["gpu.lab"]  # 8 × 312
+    assert names({"bf16": "2496.1"}) == []
+    assert names({"fp8": "1"}) == []  # no figure: no match
+
+
+def test_matching_modules_are_sans_io() -> None:
+    """STYLE 1: matching, latency and the text language load no asyncio or aiohttp."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import cid.matching, cid.latency, cid.query_text\n"
+        "print(','.join(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('asyncio', 'aiohttp', 'asyncpg', 'sqlite3'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -76,14 +76,15 @@ and ladders whose key changed and adjust reference counts of interned rows
 base64url ([REQ-QRY-007]); the next page holds the candidates ranked strictly
 after it, so pages are deterministic and concatenate to the unpaged order.
 
-Constraint semantics (spec 7.4 as implemented here)
----------------------------------------------------
+Constraint semantics (spec 7.4.1, [REQ-QRY-021]..[REQ-QRY-044])
+------------------------------------------------------------------
 ``within``: the name is within the namespace. ``class``, ``currency``: equal.
 ``arch``: the unit has a CPU of one of the architectures. ``accelerator``: the
 unit has accelerators, with the given vendor, one of the models, the family,
 ``count >= count_min`` and ``memory_gib >= memory_gib_min`` per device.
-``tflops_min``: each precision's per-device figure ([REQ-CAP-004]) is at least
-the bound. ``vcpu_min``/``memory_mib_min``/``storage_gib_min``: per unit
+``tflops_min``: the unit's throughput at each precision, every device
+(``count × tflops``) plus, for fp64, the HPC allocation ([REQ-QRY-026]), is at
+least the bound. ``vcpu_min``/``memory_mib_min``/``storage_gib_min``: per unit
 (storage = local disk + storage service). ``demand``: the offer can serve it
 (:func:`~cid.query.price_demand` does not refuse it) and has at least as many
 free units as the demand needs, and at least ``units_free_min``. Regions,
@@ -255,6 +256,22 @@ def _unit_have(unit: Unit) -> tuple[int, ...]:
     )
 
 
+def unit_tflops(unit: Unit, precision: str) -> Decimal | None:
+    """The unit's throughput at ``precision`` ([REQ-QRY-026]): None when it states none.
+
+    ``count × tflops[p]`` of its accelerators (a per-device figure,
+    [REQ-CAP-004]) plus, for ``fp64``, its HPC allocation's ``fp64_tflops``.
+    """
+    total: Decimal | None = None
+    acc = unit.accelerators
+    figure = None if acc is None else acc.tflops.get(precision)  # type: ignore[call-overload]
+    if acc is not None and figure is not None:
+        total = acc.count * figure
+    if precision == "fp64" and unit.hpc is not None:
+        total = (total or Decimal(0)) + unit.hpc.fp64_tflops
+    return total
+
+
 def _software_ok(offer: OfferBody, name: str, vrange: VersionRange | None) -> bool:
     return any(
         s.name == name and (vrange is None or vrange.contains(s.version)) for s in offer.software
@@ -392,7 +409,8 @@ def _naive_constraints(
             return False
     if query.tflops_min is not None:
         for precision, bound in query.tflops_min.items():
-            figure = None if acc is None else acc.tflops.get(precision)
+            # REQ-QRY-026: the unit's throughput, every device and the HPC allocation
+            figure = unit_tflops(u, str(precision))
             if figure is None or figure < bound:
                 return False
     have = _unit_have(u)
@@ -1227,7 +1245,8 @@ class Matcher:
                 tuple(sorted((str(p), v) for p, v in acc.tflops.items())),
             )
         )
-        key = (klass, unit.cpu.arch if unit.cpu else None, _unit_have(unit), acc_key)
+        hpc_fp64 = unit.hpc.fp64_tflops if unit.hpc is not None else None
+        key = (klass, unit.cpu.arch if unit.cpu else None, _unit_have(unit), acc_key, hpc_fp64)
 
         def fill(i: int) -> None:
             st = self._units.store
@@ -1243,7 +1262,7 @@ class Matcher:
             row = st["tflops"][i]
             row[:] = _NONE
             for j, precision in enumerate(_PRECISIONS):
-                v = acc.tflops.get(precision) if acc else None  # type: ignore[call-overload]
+                v = unit_tflops(unit, precision)
                 if v is not None:
                     scaled = v * _TFLOPS_SCALE
                     # -2: not a whole number of 1e-6 TFLOPS; decided exactly in Python
@@ -1666,12 +1685,12 @@ class Matcher:
             """Rows of a table column (all rows in use or free) whose code is in ``codes``."""
             return np.isin(col[: rows[id(col)]], np.array(codes, dtype=np.int64))
 
-        if q.compute_class is not None:
+        if q.compute_class is not None:  # REQ-QRY-023
             unit_ok &= among(us["class"], codes_of("class", [str(q.compute_class)]))
-        if q.arch is not None:
+        if q.arch is not None:  # REQ-QRY-023
             unit_ok &= among(us["arch"], codes_of("arch", [str(a) for a in q.arch]))
         acc = q.accelerator
-        if acc is not None:
+        if acc is not None:  # REQ-QRY-025
             unit_ok &= us["acc_count"][:nu] >= max(1, acc.count_min or 1)
             if acc.vendor is not None:
                 unit_ok &= among(us["vendor"], codes_of("vendor", [acc.vendor]))
@@ -1682,7 +1701,7 @@ class Matcher:
             if acc.memory_gib_min is not None:
                 unit_ok &= us["acc_mem"][:nu] >= acc.memory_gib_min
         for r, floor in ((0, q.vcpu_min), (1, q.memory_mib_min), (2, q.storage_gib_min)):
-            if floor is not None:
+            if floor is not None:  # REQ-QRY-028
                 unit_ok &= us["have"][:nu, r] >= floor
         for precision, bound in (q.tflops_min or {}).items():
             j = _PRECISIONS.index(str(precision))
@@ -1690,10 +1709,11 @@ class Matcher:
             need = math.ceil(Fraction(bound) * _TFLOPS_SCALE)
             inexact = np.flatnonzero(unit_ok & (col == -2))
             unit_ok &= col >= need
-            for u in inexact.tolist():  # REQ-QRY-025: exact per-device figures
+            for u in inexact.tolist():  # REQ-QRY-026: exact unit throughput
                 obj = self._unit_objs[u]
-                assert obj is not None and obj.accelerators is not None
-                unit_ok[u] = obj.accelerators.tflops[precision] >= bound
+                assert obj is not None
+                figure = unit_tflops(obj, str(precision))
+                unit_ok[u] = figure is not None and figure >= bound
         # REQ-QRY-060, REQ-QRY-061: units needed per unit shape; what it must attach
         want = _demand_vector(q)
         have = us["have"][:nu]
@@ -1718,7 +1738,7 @@ class Matcher:
         # per place: region, country, city, latency circle, RTT bound
         place_ok = np.zeros(npl, dtype=np.bool_)
         place_ok[list(self._places.ids.values())] = True
-        if q.region_in is not None:
+        if q.region_in is not None:  # REQ-QRY-031
             place_ok &= among(ps["region"], codes_of("region", q.region_in))
         if q.region_not_in is not None:
             place_ok &= ~among(ps["region"], codes_of("region", q.region_not_in))
@@ -1728,13 +1748,13 @@ class Matcher:
             place_ok &= among(ps["city"], codes_of("city", q.city_in))
         place_rtt: I64 | None = None
         near = q.near
-        if near is not None and near.latency_circle is not None:
+        if near is not None and near.latency_circle is not None:  # REQ-QRY-030
             circle = near.latency_circle
             declared = among(ps["circle"], codes_of("circle", [circle]))
             model_circle = latency.circle(circle) if latency is not None else None
             members = codes_of("region", model_circle.regions) if model_circle else []
             place_ok &= declared | among(ps["region"], members)
-        if near is not None and near.region is not None:
+        if near is not None and near.region is not None:  # REQ-QRY-030: one model per query
             place_rtt = self._rtt_to(near.region, latency, npl)
             if near.max_rtt_us is not None:
                 place_ok &= (place_rtt >= 0) & (place_rtt <= near.max_rtt_us)
@@ -1747,13 +1767,13 @@ class Matcher:
                 empty = True
 
         # per software list and per compliance tag set
-        if q.software is not None:
+        if q.software is not None:  # REQ-QRY-034
             sw_ok = self._software_ok(q)
             if sw_ok is None:
                 empty = True
             else:
                 preds.append(lambda s, rec: sw_ok[rec["sw"]])
-        if q.compliance is not None:
+        if q.compliance is not None:  # REQ-QRY-035
             tags_ok = self._bits_ok(self._tagsets, "tag", q.compliance)
             if tags_ok is None:
                 empty = True
@@ -1763,14 +1783,14 @@ class Matcher:
         # per slot
         currency = _NONE
         currency_driver: tuple[int, Callable[[], I64]] | None = None
-        if q.currency is not None:
+        if q.currency is not None:  # REQ-QRY-041
             currency = voc["currency"].get(q.currency)
             if currency == _NONE:
                 empty = True
             p3 = self._postings["currency"]
             currency_driver = (p3.size(currency), lambda: p3.slots(currency).astype(np.int64))
             drivers.append(currency_driver)
-        if q.within is not None and q.within.depth > 0:
+        if q.within is not None and q.within.depth > 0:  # REQ-QRY-022
             labels = q.within.depth
             top = min(labels, _NS_DEPTH)
             code = voc["ns"].get(".".join(q.within.to_ascii().split(".")[-top:]))
@@ -1789,7 +1809,7 @@ class Matcher:
                         lambda slot: names[slot].is_within(within),  # type: ignore[union-attr]
                     )
                 )
-        if q.renewable_share_min is not None:
+        if q.renewable_share_min is not None:  # REQ-QRY-033
             rmin = math.ceil(Fraction(q.renewable_share_min) * _SHARE_SCALE)
             preds.append(lambda s, rec: rec["renew"] >= rmin)
         if q.carbon_g_per_kwh_max is not None:
@@ -2679,7 +2699,8 @@ class Matcher:
         if key == RankKey.LATENCY:
             return np.where(batch.rtt >= 0, batch.rtt.astype(np.float64), np.nan)
         if key == RankKey.RENEWABLE:
-            return np.where(batch.renew >= 0, -(batch.renew.astype(np.float64)), np.nan)
+            # in share units, like the exact bounds it is combined with
+            return np.where(batch.renew >= 0, batch.renew / -float(_SHARE_SCALE), np.nan)
         return -(batch.free.astype(np.float64))
 
     def _select_weighted(self, plan: _Plan, batch: _Batch, k: int) -> list[_Entry]:

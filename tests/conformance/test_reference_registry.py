@@ -17,10 +17,7 @@ from .conftest import describe, errors, failing, registry, run_suite
 
 pytestmark = pytest.mark.asyncio
 
-KNOWN_DEVIATIONS: dict[str, str] = {
-    "registry/7/9": "cid.matching: tflops_min compares the per-device figure, [REQ-QRY-026] the "
-    "unit's throughput (count x per device, plus hpc.fp64_tflops for fp64)",
-}
+KNOWN_DEVIATIONS: dict[str, str] = {}
 """Cases the reference fails today, each a bug in the reference (reported to the lead).
 
 The test below fails when this list is wrong in either direction, so a fix in the
