@@ -628,6 +628,21 @@ def test_expired_offers_never_match(three_pools: Matcher) -> None:
     assert len(three_pools) == 1
 
 
+def test_latency_walk_over_an_empty_catalogue() -> None:
+    """REQ-QRY-054: ranking by RTT with no offer at all is an empty answer, not a crash.
+
+    Found by the paging property: the latency walk indexed the first RTT level of
+    an empty list of places.
+    """
+    q = validate(
+        Query, {"near": {"region": "CN-BJ"}, "order": ["latency"], "arch": ["x86_64"], "limit": 1}
+    )
+    for walk_min in (0, 4096):
+        m = Matcher(walk_min=walk_min)
+        assert m.search(q, now=NOW, latency=MODEL) == []
+        assert m.search_page(q, now=NOW, latency=MODEL).results == []
+
+
 def test_mixed_currencies_are_never_ranked_together(three_pools: Matcher) -> None:
     """REQ-QRY-064: without a currency, matches in two currencies are refused like rank() does."""
     usd = hourly(ex.guizhou_offer()).model_copy(

@@ -146,6 +146,7 @@ __all__ = [
     "MatcherStats",
     "naive_search",
     "naive_search_page",
+    "unit_tflops",
 ]
 
 I32 = npt.NDArray[np.int32]
@@ -1675,29 +1676,30 @@ class Matcher:
         unit_ok[list(self._units.ids.values())] = True
         ps = self._places.store
         npl = len(self._places.keys)
-        rows = {id(col): nu for col in us.cols.values()}
-        rows.update({id(col): npl for col in ps.cols.values()})
 
-        def codes_of(field: str, values: Iterable[str]) -> list[int]:
-            return [x for x in (voc[field].get(v) for v in values) if x != _NONE]
-
-        def among(col: npt.NDArray[Any], codes: list[int]) -> Bool:
-            """Rows of a table column (all rows in use or free) whose code is in ``codes``."""
-            return np.isin(col[: rows[id(col)]], np.array(codes, dtype=np.int64))
+        def among(col: npt.NDArray[Any], field: str, values: Iterable[str]) -> Bool:
+            """Which rows of a table column hold one of ``values`` (a code lookup table)."""
+            lut = np.zeros(len(voc[field].values) + 1, dtype=np.bool_)  # code -1 hits the end
+            for v in values:
+                code = voc[field].get(v)
+                if code != _NONE:
+                    lut[code] = True
+            hit: Bool = lut[col]
+            return hit
 
         if q.compute_class is not None:  # REQ-QRY-023
-            unit_ok &= among(us["class"], codes_of("class", [str(q.compute_class)]))
+            unit_ok &= among(us["class"][:nu], "class", [str(q.compute_class)])
         if q.arch is not None:  # REQ-QRY-023
-            unit_ok &= among(us["arch"], codes_of("arch", [str(a) for a in q.arch]))
+            unit_ok &= among(us["arch"][:nu], "arch", [str(a) for a in q.arch])
         acc = q.accelerator
         if acc is not None:  # REQ-QRY-025
             unit_ok &= us["acc_count"][:nu] >= max(1, acc.count_min or 1)
             if acc.vendor is not None:
-                unit_ok &= among(us["vendor"], codes_of("vendor", [acc.vendor]))
+                unit_ok &= among(us["vendor"][:nu], "vendor", [acc.vendor])
             if acc.model is not None:
-                unit_ok &= among(us["model"], codes_of("model", acc.model))
+                unit_ok &= among(us["model"][:nu], "model", acc.model)
             if acc.family is not None:
-                unit_ok &= among(us["family"], codes_of("family", [acc.family]))
+                unit_ok &= among(us["family"][:nu], "family", [acc.family])
             if acc.memory_gib_min is not None:
                 unit_ok &= us["acc_mem"][:nu] >= acc.memory_gib_min
         for r, floor in ((0, q.vcpu_min), (1, q.memory_mib_min), (2, q.storage_gib_min)):
@@ -1739,21 +1741,21 @@ class Matcher:
         place_ok = np.zeros(npl, dtype=np.bool_)
         place_ok[list(self._places.ids.values())] = True
         if q.region_in is not None:  # REQ-QRY-031
-            place_ok &= among(ps["region"], codes_of("region", q.region_in))
+            place_ok &= among(ps["region"][:npl], "region", q.region_in)
         if q.region_not_in is not None:
-            place_ok &= ~among(ps["region"], codes_of("region", q.region_not_in))
+            place_ok &= ~among(ps["region"][:npl], "region", q.region_not_in)
         if q.country_in is not None:
-            place_ok &= among(ps["country"], codes_of("country", q.country_in))
+            place_ok &= among(ps["country"][:npl], "country", q.country_in)
         if q.city_in is not None:
-            place_ok &= among(ps["city"], codes_of("city", q.city_in))
+            place_ok &= among(ps["city"][:npl], "city", q.city_in)
         place_rtt: I64 | None = None
         near = q.near
         if near is not None and near.latency_circle is not None:  # REQ-QRY-030
             circle = near.latency_circle
-            declared = among(ps["circle"], codes_of("circle", [circle]))
+            declared = among(ps["circle"][:npl], "circle", [circle])
             model_circle = latency.circle(circle) if latency is not None else None
-            members = codes_of("region", model_circle.regions) if model_circle else []
-            place_ok &= declared | among(ps["region"], members)
+            members = model_circle.regions if model_circle else []
+            place_ok &= declared | among(ps["region"][:npl], "region", members)
         if near is not None and near.region is not None:  # REQ-QRY-030: one model per query
             place_rtt = self._rtt_to(near.region, latency, npl)
             if near.max_rtt_us is not None:
@@ -2402,6 +2404,8 @@ class Matcher:
         second = plan.order[1] if len(plan.order) > 1 else None
         parts: list[_Batch] = []
         nfound = visited = 0
+        if not len(places):
+            return _Batch.concat([], self._src(plan))  # no candidate place at all
         bounds = np.flatnonzero(np.diff(rtts)) + 1
         for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(places)], strict=True):
             level = int(rtts[lo])
