@@ -28,9 +28,11 @@ demo: $(STAMP)
 	$(PY) -m cid.demo
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/bench_core.py
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_provider.py
+	$(PY) benchmarks/bench_matching.py
 
 # Regenerate the checked-in JSON Schemas and test vectors (tests fail when they drift).
 schemas: $(STAMP)

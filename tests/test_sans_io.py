@@ -20,6 +20,7 @@ import cid
 CORE = [
     "identifier", "errors", "codec", "model", "signing", "envelope", "record", "trust",
     "examples", "query", "negotiation", "invocation", "feed", "schema",
+    "matching", "latency", "query_text", "resolution",
 ]  # fmt: skip
 NEVER_LOADED = ("aiohttp", "asyncio", "asyncpg")
 NEVER_IMPORTED = (*NEVER_LOADED, "socket", "ssl", "selectors", "http", "urllib.request", "sqlite3")
