@@ -28,12 +28,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from typing import Any, Final
 
 from .errors import CidError, QuerySyntaxError, SchemaError
 from .identifier import Identifier
-from .model import decimal_to_text, validate
+from .model import validate
 from .query import Query, RankKey, VersionRange
 from .record import PERIOD_SECONDS, Architecture, ComputeClass, Period, Precision
 
@@ -49,15 +49,20 @@ _KEYWORDS: Final = frozenset({"in", "not", "for"})
 @dataclass(frozen=True, slots=True)
 class _Token:
     kind: str  # "word", "string", "op", "comma", "end"
-    text: str
+    text: str  # a quoted string's content, unescaped
     offset: int
     space_before: bool
+    raw: str = ""  # the token as written, when it differs from text (a quoted string)
+
+    @property
+    def written(self) -> str:
+        return self.raw or self.text
 
 
 def _error(message: str, token: _Token | None, expected: Any, **extra: Any) -> QuerySyntaxError:
     detail: dict[str, Any] = {
         "offset": token.offset if token else 0,
-        "token": token.text if token else "",
+        "token": token.written if token else "",
         "expected": expected,
     }
     detail.update(extra)
@@ -102,7 +107,7 @@ def _lex(text: str) -> list[_Token]:
                 raise _error(
                     "unterminated quoted string", _Token("string", text[i:], i, space), '"'
                 )
-            out.append(_Token("string", "".join(buf), i, space))
+            out.append(_Token("string", "".join(buf), i, space, text[i : j + 1]))
             i = j + 1
         elif ch in "=<>!":
             op = next((o for o in _OPS if text.startswith(o, i)), None)
@@ -149,8 +154,25 @@ _PERIODS: Final = {
 }
 
 
+# REQ-QTX-024: decimals are carried exactly: arithmetic on them never rounds
+_EXACT: Final = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def _canonical(value: Decimal) -> str:
+    """The canonical text of §5.3 of an exact decimal, without rounding it ([REQ-QTX-024])."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _unit(text: str) -> str:
+    """Units compare case-insensitively, in ASCII only (``GIB``, ``Ms``; not Greek capitals)."""
+    return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+
 def _number(tok: _Token, what: str) -> tuple[Decimal, str]:
-    m = _NUMBER.fullmatch(tok.text) if tok.kind == "word" else None
+    m = _NUMBER.fullmatch(tok.text) if tok.kind in ("word", "string") else None
     if m is None:
         raise _error(f"expected {what}", tok, what)
     try:
@@ -179,11 +201,11 @@ def _scaled(
     """A number with a unit from ``units``, as a whole number of the ``base`` unit."""
     value, suffix = _number(tok, what)
     suffix = suffix or unit
-    factor = units.get(suffix.lower()) if suffix else None
+    factor = units.get(_unit(suffix)) if suffix else None
     if factor is None:
         hint = f"{what} needs a unit" if not suffix else f"{suffix!r} is not a unit of {what}"
         raise _error(hint, tok, shown)
-    scaled = value * factor
+    scaled = _EXACT.multiply(value, Decimal(factor))
     if scaled != scaled.to_integral_value():
         raise _error(f"not a whole number of {base}", tok, f"a whole number of {base}")
     return int(scaled)
@@ -318,7 +340,7 @@ def _demand(member: str) -> Put:
 
 
 def _region_text(t: _Token) -> str:
-    if t.kind != "word" or not re.fullmatch(r"[A-Z]{2}-[A-Z0-9]{1,3}", t.text):
+    if not re.fullmatch(r"[A-Z]{2}-[A-Z0-9]{1,3}", t.text):
         raise _error("expected an ISO 3166-2 region code", t, "a region such as CN-TJ")
     return t.text
 
@@ -330,7 +352,7 @@ def _put_region(d: dict[str, Any], op: str, v: list[_Token]) -> None:
 
 def _put_country(d: dict[str, Any], op: str, v: list[_Token]) -> None:
     def country(t: _Token) -> str:
-        if t.kind != "word" or not re.fullmatch(r"[A-Z]{2}", t.text):
+        if not re.fullmatch(r"[A-Z]{2}", t.text):
             raise _error("expected an ISO 3166-1 country code", t, "a country such as CN")
         return t.text
 
@@ -343,6 +365,10 @@ def _put_city(d: dict[str, Any], op: str, v: list[_Token]) -> None:
 
 def _put_near(d: dict[str, Any], op: str, v: list[_Token]) -> None:
     tok = _one(v)
+    near = d.get("near", {})
+    if "region" in near or "latency_circle" in near:
+        # REQ-QTX-012: near= sets near.region or near.latency_circle, whichever it names
+        raise _error("near is given twice", tok, "each key once")
     if re.fullmatch(r"[A-Z]{2}-[A-Z0-9]{1,3}", tok.text):
         _set(d, ("near", "region"), tok.text, tok)
     else:
@@ -365,32 +391,32 @@ def _put_price(d: dict[str, Any], op: str, v: list[_Token]) -> None:
     tok = _one(v)
     amount, rest = _number(tok, "a price such as 0.05/hour")
     if rest:
-        period = _PERIODS.get(rest[1:].lower()) if rest.startswith("/") else None
+        period = _PERIODS.get(_unit(rest[1:])) if rest.startswith("/") else None
         if period is None:
             raise _error("expected a price per period", tok, sorted({f"/{p}" for p in _PERIODS}))
         _set(d, ("unit_price_per",), period, tok)
-    _set(d, ("unit_price_max",), decimal_to_text(amount), tok)
+    _set(d, ("unit_price_max",), _canonical(amount), tok)
 
 
 def _put_total(d: dict[str, Any], op: str, v: list[_Token]) -> None:
     tok = _one(v)
-    _set(d, ("total_cost_max",), decimal_to_text(_decimal(tok)), tok)
+    _set(d, ("total_cost_max",), _canonical(_decimal(tok)), tok)
 
 
 def _put_renewable(d: dict[str, Any], op: str, v: list[_Token]) -> None:
     tok = _one(v)
     value, rest = _number(tok, "a share such as 0.5 or 50%")
     if rest == "%":
-        value /= 100
+        value = value.scaleb(-2, _EXACT)
     elif rest:
         raise _error("expected a share such as 0.5 or 50%", tok, ["0.5", "50%"])
-    _set(d, ("renewable_share_min",), decimal_to_text(value), tok)
+    _set(d, ("renewable_share_min",), _canonical(value), tok)
 
 
 def _put_carbon(d: dict[str, Any], op: str, v: list[_Token]) -> None:
     tok = _one(v)
     value, rest = _number(tok, "grams per kWh")
-    if rest.lower() not in ("", "g/kwh") or value != value.to_integral_value():
+    if _unit(rest) not in ("", "g/kwh") or value != value.to_integral_value():
         raise _error("expected whole grams per kWh", tok, ["400", "400g/kWh"])
     _set(d, ("carbon_g_per_kwh_max",), int(value), tok)
 
@@ -419,12 +445,14 @@ def _put_weights(d: dict[str, Any], op: str, v: list[_Token]) -> None:
     weights: dict[str, str] = {}
     for t in v:
         key, sep, weight = t.text.partition(":")
-        if not sep or key not in allowed:
+        if t.kind not in ("word", "string") or not sep or key not in allowed:
             raise _error("expected key:weight", t, [f"{k}:1" for k in allowed])
         if key in weights:
             raise _error(f"weight for {key} given twice", t, "each key once")
-        w = _decimal(_Token("word", weight, t.offset + len(key) + 1, False))
-        weights[key] = decimal_to_text(w)
+        m = _NUMBER.fullmatch(weight)
+        if m is None or m.group(2):
+            raise _error("expected a decimal weight", t, "a decimal number")
+        weights[key] = _canonical(Decimal(m.group(1)))
     _set(d, ("weights",), weights, v[0])
 
 
@@ -441,7 +469,7 @@ def _put_cursor(d: dict[str, Any], op: str, v: list[_Token]) -> None:
 def _put_tflops(precision: str) -> Put:
     def put(d: dict[str, Any], op: str, v: list[_Token]) -> None:
         tok = _one(v)
-        _set(d, ("tflops_min", precision), decimal_to_text(_decimal(tok)), tok)
+        _set(d, ("tflops_min", precision), _canonical(_decimal(tok)), tok)
 
     return put
 
@@ -507,14 +535,24 @@ _VERSION_OPS: Final = (">=", "<=", "==", "!=", ">", "<", "=")
 # --- parser -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Clause:
+    """One clause as read: for pointing an error of a rule of spec 7 at it ([REQ-QTX-041])."""
+
+    key: _Token
+    value: _Token  # the clause's first value (for sw.<name>, the key; for "for", the number)
+    members: frozenset[str]  # the dotted members the clause set
+    names: frozenset[str]  # the ranking keys an order or weights clause names
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = _lex(text)
         self.pos = 0
         self.value: dict[str, Any] = {}
-        self.where: dict[str, _Token] = {}  # dotted member -> the clause's key token
-        self.values: dict[str, _Token] = {}  # dotted member -> the clause's first value
+        self.clauses: list[_Clause] = []
+        self.any_accel = False
 
     def peek(self) -> _Token:
         return self.tokens[self.pos]
@@ -529,12 +567,23 @@ class _Parser:
             self.clause()
         return self.finish()
 
+    def added(
+        self, key: _Token, value: _Token, before: set[str], names: frozenset[str] = frozenset()
+    ) -> None:
+        members = _flatten(self.value) - before
+        if key.text == "sw" or key.text.startswith("sw."):
+            members.add("software")
+        self.clauses.append(_Clause(key, value, frozenset(members), names))
+
     def clause(self) -> None:
         start = self.take()
         if start.kind != "word":
             raise _error("expected a key", start, sorted(KEYS))
+        if self.clauses and not start.space_before:
+            # REQ-QTX-001: the grammar separates clauses by white space
+            raise _error("expected white space before a clause", start, "white space")
+        before = _flatten(self.value)
         if start.text == "for":
-            self.remember(("duration_s",), start)
             tok = self.take()
             if tok.kind != "word":
                 raise _error("expected a duration", tok, "a duration such as 3months")
@@ -546,13 +595,15 @@ class _Parser:
                 bare is not None
                 and not bare.group(2)
                 and nxt.kind == "word"
-                and nxt.text.lower() in _DURATION_UNITS
+                and _unit(nxt.text) in _DURATION_UNITS
             ):
                 unit = self.take().text
             _set(self.value, ("duration_s",), _duration_s(tok, unit), tok)
+            self.added(start, tok, before)
             return
         if start.text.startswith("sw.") and len(start.text) > 3:
             self.software(start)
+            self.added(start, start, before)
             return
         spec = KEYS.get(start.text)
         if spec is None:
@@ -564,13 +615,14 @@ class _Parser:
             values.append(self.value_token())
         if len(values) > 1 and not spec.many:
             raise _error(f"{start.text} takes one value", values[1], "one value")
-        before = _flatten(self.value)
+        if start.text == "accel":
+            if self.any_accel:
+                # REQ-QTX-012: accel=any sets accelerator; other accel.* clauses may refine it
+                raise _error("accel=any is given twice", values[0], "each key once")
+            self.any_accel = True
         spec.put(self.value, op, values)
-        for member in _flatten(self.value) - before:
-            self.where.setdefault(member, start)
-            self.values.setdefault(member, values[0])
-        for member in spec.fields:
-            self.where.setdefault(member, start)
+        names = frozenset(t.text.partition(":")[0] for t in values)
+        self.added(start, values[0], before, names)
 
     def operator(self, spec: _Key, key: _Token) -> str:
         tok = self.take()
@@ -587,12 +639,18 @@ class _Parser:
             raise _error(f"expected an operator after {key.text}", tok, list(spec.ops))
         if op not in spec.ops:
             raise _error(f"{key.text} does not take {op}", tok, list(spec.ops))
+        if op.endswith("in") and self.peek().kind != "end" and not self.peek().space_before:
+            # REQ-QTX-001: in-clause = key 1*WSP ["not" 1*WSP] "in" 1*WSP values
+            raise _error("expected white space after in", self.peek(), "white space")
         return op
 
     def value_token(self) -> _Token:
         tok = self.take()
         if tok.kind not in ("word", "string"):
             raise _error("expected a value", tok, "a value")
+        if tok.kind == "word" and tok.text in _KEYWORDS:
+            # REQ-QTX-003: the words in, not and for are values only when quoted
+            raise _error(f"{tok.text} is a value only when quoted", tok, f'"{tok.text}"')
         return tok
 
     def software(self, key: _Token) -> None:
@@ -611,28 +669,40 @@ class _Parser:
                 break
             self.take()
         text = ",".join(clauses)
+        software = self.value.setdefault("software", [])
         try:
             VersionRange.parse(text)
         except SchemaError as e:
-            raise _error(f"not a version range: {e.message}", key, "a version range") from e
-        software = self.value.setdefault("software", [])
-        self.where.setdefault(f"software.{len(software)}", key)
-        self.where.setdefault("software", key)
+            # REQ-QTX-014, REQ-QTX-041: a range that spec 7 refuses, at the sw.<name> clause
+            raise _error(
+                f"not a version range: {e.message}",
+                key,
+                "a version range",
+                field=f"software.{len(software)}.version",
+                rule="version_range",
+            ) from e
         software.append({"name": name, "version": text})
-
-    def remember(self, path: tuple[str, ...], tok: _Token) -> None:
-        self.where.setdefault(".".join(path), tok)
 
     def finish(self) -> Query:
         near = self.value.get("near")
         if (
             isinstance(near, dict)
-            and "region" not in near
             and "max_rtt_us" in near
-            and "latency_circle" not in near
+            and not near.keys()
+            & {
+                "region",
+                "latency_circle",
+            }
         ):
             # REQ-QTX-013: an RTT bound is measured to the region named by near
-            raise _error("rtt needs near=<region>", self.where["near.max_rtt_us"], "near=<region>")
+            rtt = next(c for c in self.clauses if c.key.text == "rtt")
+            raise _error(
+                "rtt needs near=<region>",
+                rtt.key,
+                "near=<region>",
+                field="near.max_rtt_us",
+                rule="requires_region",
+            )
         try:
             return validate(Query, self.value)
         except SchemaError as e:
@@ -642,48 +712,52 @@ class _Parser:
         """A rule of spec 7 broken by the query: point at the clause that set the member."""
         field = e.field or ""
         rule = e.detail.get("rule")
-        tok = self._clause_for(field, rule)
         return _error(
             f"the query breaks a rule: {e.message}",
-            tok,
+            self._token_for(field, str(rule)),
             _RULE_HINTS.get(str(rule), "a valid query"),
             field=field,
             rule=rule,
         )
 
-    def _clause_for(self, field: str, rule: Any) -> _Token:
-        if rule == "near_region_required":
-            for member in ("order", "weights"):
-                tok = self.where.get(member)
-                if tok is not None and "latency" in self.text[tok.offset :].split(" ", 1)[0]:
-                    return tok
-        blame = _RULE_BLAME.get(str(rule))
-        if blame:
-            for member in blame:
-                if member in self.where:
-                    return self.where[member]
-        if field in self.values:
-            return self.values[field]  # a member's own rule: point at its value
-        parts = field.split(".")
-        for n in range(len(parts), 0, -1):
-            tok = self.where.get(".".join(parts[:n]))
-            if tok is not None:
-                return tok
-        for member, tok in self.where.items():
-            if member.startswith(field + ".") or field.startswith(member + "."):
-                return tok
-        return self.tokens[-1]
+    def _token_for(self, field: str, rule: str) -> _Token:
+        """Table 13-2: where the error of a rule of spec 7 points ([REQ-QTX-041])."""
+        needs = _NEEDS.get(rule)
+        if needs is not None:
+            for c in self.clauses:  # the first clause that needs the missing member: its key
+                wanted = needs.get(c.key.text)
+                if wanted is not None and (not wanted or wanted & c.names):
+                    return c.key
+        for c in self.clauses:  # the first clause that set the member: its first value
+            if any(m == field or _inside(m, field) or _inside(field, m) for m in c.members):
+                return c.value
+        return self.tokens[-1]  # pragma: no cover - every member comes from a clause
 
 
-# when a rule names a member the text did not set, blame the clause that needed it
-_RULE_BLAME: Final[dict[str, tuple[str, ...]]] = {
-    "currency_required": ("unit_price_max", "total_cost_max", "order", "weights"),
-    "near_region_required": ("order", "weights", "near.latency_circle"),
-    "duration_required": ("total_cost_max",),
-    "requires_region": ("near.max_rtt_us",),
-    "requires_unit_price_max": ("unit_price_per",),
-    "weight_not_in_order": ("weights",),
+def _inside(member: str, outer: str) -> bool:
+    return outer == "" or member.startswith(outer + ".")
+
+
+# the rules of spec 7 that relate members: the clauses that need the member (key -> the ranking
+# keys the clause must name, empty for any), whose key the error points at (Table 13-2)
+_NEEDS: Final[dict[str, dict[str, frozenset[str]]]] = {
+    "currency_required": {
+        "price": frozenset(),
+        "total": frozenset(),
+        "order": frozenset({"cost"}),
+        "weights": frozenset({"cost"}),
+    },
+    "duration_required": {"total": frozenset()},
+    "near_region_required": {
+        "order": frozenset({"latency"}),
+        "weights": frozenset({"latency"}),
+    },
+    "requires_region": {"rtt": frozenset()},
+    "requires_unit_price_max": {"price": frozenset()},
+    "weight_not_in_order": {"weights": frozenset()},
 }
+
+
 _RULE_HINTS: Final[dict[str, str]] = {
     "currency_required": "currency=<ISO 4217 code>",
     "near_region_required": "near=<region>",
@@ -739,9 +813,12 @@ def _word(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _size(mib: int) -> str:
-    for unit, factor in (("TiB", 1024**2), ("GiB", 1024)):
-        if mib and mib % factor == 0:
+def _size(mib: int, zero: str = "MiB") -> str:
+    """The largest binary unit that divides the size; zero in the member's own unit."""
+    if mib == 0:
+        return f"0{zero}"
+    for unit, factor in (("PiB", 1024**3), ("TiB", 1024**2), ("GiB", 1024)):
+        if mib % factor == 0:
             return f"{mib // factor}{unit}"
     return f"{mib}MiB"
 
@@ -783,23 +860,23 @@ def to_text(query: Query) -> str:
         if acc == type(acc)():
             out.append("accel=any")
         if acc.vendor is not None:
-            out.append(f"accel.vendor={acc.vendor}")
+            out.append(f"accel.vendor={_word(acc.vendor)}")
         if acc.model is not None:
-            out.append("accel.model=" + ",".join(acc.model))
+            out.append("accel.model=" + ",".join(_word(m) for m in acc.model))
         if acc.family is not None:
-            out.append(f"accel.family={acc.family}")
+            out.append(f"accel.family={_word(acc.family)}")
         if acc.count_min is not None:
             out.append(f"accel.count>={acc.count_min}")
         if acc.memory_gib_min is not None:
-            out.append(f"accel.mem>={_size(acc.memory_gib_min * 1024)}")
-    for precision, bound in (q.tflops_min or {}).items():
-        out.append(f"tflops.{precision}>={decimal_to_text(bound)}")
+            out.append(f"accel.mem>={_size(acc.memory_gib_min * 1024, 'GiB')}")
+    for precision, bound in sorted((q.tflops_min or {}).items()):
+        out.append(f"tflops.{precision}>={_canonical(bound)}")
     if q.vcpu_min is not None:
         out.append(f"vcpu>={q.vcpu_min}")
     if q.memory_mib_min is not None:
         out.append(f"mem>={_size(q.memory_mib_min)}")
     if q.storage_gib_min is not None:
-        out.append(f"storage>={_size(q.storage_gib_min * 1024)}")
+        out.append(f"storage>={_size(q.storage_gib_min * 1024, 'GiB')}")
     d = q.demand
     if d is not None:
         if d.vcpu:
@@ -825,30 +902,31 @@ def to_text(query: Query) -> str:
     if q.city_in is not None:
         out.append("city in " + ",".join(_word(c) for c in q.city_in))
     if q.near is not None:
-        out.append(f"near={q.near.region or q.near.latency_circle}")
+        out.append(f"near={_word(q.near.region or q.near.latency_circle or '')}")
         if q.near.max_rtt_us is not None:
             out.append(f"rtt<={_time(q.near.max_rtt_us)}")
     if q.currency is not None:
         out.append(f"currency={q.currency}")
     if q.unit_price_max is not None:
         per = "" if q.unit_price_per is None else f"/{q.unit_price_per}"
-        out.append(f"price<={decimal_to_text(q.unit_price_max)}{per}")
+        out.append(f"price<={_canonical(q.unit_price_max)}{per}")
     if q.total_cost_max is not None:
-        out.append(f"total<={decimal_to_text(q.total_cost_max)}")
+        out.append(f"total<={_canonical(q.total_cost_max)}")
     if q.renewable_share_min is not None:
-        out.append(f"renewable>={decimal_to_text(q.renewable_share_min)}")
+        out.append(f"renewable>={_canonical(q.renewable_share_min)}")
     if q.carbon_g_per_kwh_max is not None:
         out.append(f"carbon<={q.carbon_g_per_kwh_max}")
     for sc in q.software or []:
-        out.append(f"sw={sc.name}" if sc.version is None else f"sw.{sc.name}{sc.version}")
+        out.append(f"sw={_word(sc.name)}" if sc.version is None else f"sw.{sc.name}{sc.version}")
     if q.compliance is not None:
-        out.append("compliance=" + ",".join(q.compliance))
+        out.append("compliance=" + ",".join(_word(c) for c in q.compliance))
     if q.units_free_min is not None:
         out.append(f"free>={q.units_free_min}")
     if q.order:
         out.append("order=" + ",".join(str(k) for k in q.order))
     if q.weights is not None:
-        out.append("weights=" + ",".join(f"{k}:{decimal_to_text(w)}" for k, w in q.weights.items()))
+        weights = sorted((str(k), w) for k, w in q.weights.items())
+        out.append("weights=" + ",".join(f"{k}:{_canonical(w)}" for k, w in weights))
     if q.limit != Query.model_fields["limit"].default:
         out.append(f"limit={q.limit}")
     if q.cursor is not None:
