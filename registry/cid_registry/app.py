@@ -16,17 +16,21 @@ answered as ``500 INTERNAL`` without internals ([REQ-REG-005]).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import hashlib
 import logging
+import math
+import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from cid import codec
@@ -81,20 +85,64 @@ REQUEST_ID: Final = web.RequestKey("cid.request_id", str)
 _UNLIMITED: Final = ("/healthz", "/readyz", "/metrics")
 
 
+_LATENCY_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
+)  # fmt: skip
+
+
+class RequestStats:
+    """Request counts and latencies, kept as plain numbers and exposed at scrape time.
+
+    A Prometheus collector ([REQ-REG-062]): every request costs a dictionary
+    update and a bisection here, not the locking and label lookups of the
+    client library's metric objects; ``/metrics`` renders the same families
+    ``cid_registry_requests_total`` and ``cid_registry_request_seconds``.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = _LATENCY_BUCKETS) -> None:
+        self.bounds = tuple(float(b) for b in buckets)
+        self.counts: dict[tuple[str, str, int], int] = {}
+        # per route: one count per bucket (the last is +Inf), and the sum of durations
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+
+    def observe(self, route: str, method: str, status: int, elapsed: float) -> None:
+        key = (route, method, status)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        buckets = self.buckets.get(route)
+        if buckets is None:
+            buckets = self.buckets[route] = [0] * (len(self.bounds) + 1)
+            self.sums[route] = 0.0
+        buckets[bisect.bisect_left(self.bounds, elapsed)] += 1
+        self.sums[route] += elapsed
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "cid_registry_requests", "HTTP requests", labels=["route", "method", "status"]
+        )
+        for (route, method, status), n in sorted(self.counts.items()):
+            requests.add_metric([route, method, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily(
+            "cid_registry_request_seconds", "HTTP request latency", labels=["route"]
+        )
+        for route, counts in sorted(self.buckets.items()):
+            cumulative, running = [], 0
+            for bound, n in zip((*self.bounds, math.inf), counts, strict=True):
+                running += n
+                cumulative.append(("+Inf" if bound == math.inf else repr(bound), running))
+            latency.add_metric([route], cumulative, self.sums[route])
+        yield latency
+
+
 class Metrics:
     """Prometheus metrics of one app (its own registry, so apps in one process do not clash)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cid_registry_requests", "HTTP requests", ["route", "method", "status"],
-            registry=self.registry,
-        )  # fmt: skip
-        self.latency = Histogram(
-            "cid_registry_request_seconds", "HTTP request latency", ["route"],
-            registry=self.registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
-        )  # fmt: skip
+        self.http = RequestStats()
+        self.registry.register(self.http)
         self.records = Gauge(
             "cid_registry_records", "Live records by type", ["type"], registry=self.registry
         )
@@ -114,7 +162,23 @@ class Metrics:
 METRICS: Final = web.AppKey("metrics", Metrics)
 
 
-# --- middlewares ----------------------------------------------------------------------
+# --- the middleware ---------------------------------------------------------------------
+
+
+class _RequestIds:
+    """Fresh unpredictable request ids ([REQ-REG-064]): 32 hex digits from the OS CSPRNG,
+    drawn 256 at a time."""
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool, at = os.urandom(16 * 256).hex(), 0
+        self._at = at + 32
+        return self._pool[at : at + 32]
 
 
 def _route_name(request: web.Request) -> str:
@@ -122,62 +186,83 @@ def _route_name(request: web.Request) -> str:
     return info.canonical if info is not None else "unmatched"
 
 
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Request id, access log, metrics, and the one place errors become problems."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
-    request[REQUEST_ID] = request_id
-    started = time.perf_counter()
-    metrics = request.app[METRICS]
-    route = _route_name(request)
-    try:
-        response = await handler(request)
-    except CidError as err:
-        if err.status >= 500:
-            # REQ-REG-005: a server-side failure is logged, its details are not sent
-            log.error(
-                "%s on %s %s (request %s): %s",
-                err.name,
-                request.method,
-                request.path,
-                request_id,
-                err.message,
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _front_middleware(app: web.Application) -> Middleware:
+    """The one middleware: request id, rate limit, metrics, access log, errors as problems.
+
+    One function rather than a chain: each request passes one wrapper.
+    Domain errors (and the rate limit's) become problems here, and nowhere else.
+    """
+    ids = _RequestIds()
+    perf_counter = time.perf_counter
+
+    @web.middleware
+    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id") or ids.next()
+        request[REQUEST_ID] = request_id
+        started = perf_counter()
+        try:
+            # REQ-REG-006: a per-client token bucket; health and metrics are exempt
+            if request.path not in _UNLIMITED:
+                wait = app[LIMITER].take(request.remote or "unknown")
+                if wait > 0:
+                    raise RateLimitedError(
+                        "too many requests from this client",
+                        detail={"retry_after_s": max(1, int(wait + 0.999))},
+                    )
+            response = await handler(request)
+        except CidError as err:
+            response = _problem(request, err, request_id)
+        except web.HTTPException as exc:
+            response = problem_response(
+                _http_error(exc), instance=request.path, request_id=request_id
             )
-            err = type(err)(
-                f"{err.name.lower().replace('_', ' ')}; see the registry logs",
-                detail={k: v for k, v in err.detail.items() if k == "retry_after_s"},
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "unhandled error on %s %s (request %s)", request.method, request.path, request_id
             )
-        response = problem_response(err, instance=request.path, request_id=request_id)
-    except web.HTTPException as exc:
-        mapped = _http_error(exc)
-        response = problem_response(mapped, instance=request.path, request_id=request_id)
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception(
-            "unhandled error on %s %s (request %s)", request.method, request.path, request_id
+            internal = InternalError("internal error; the request id identifies it in the logs")
+            response = problem_response(internal, instance=request.path, request_id=request_id)
+        response.headers["X-Request-Id"] = request_id
+        elapsed = perf_counter() - started
+        app[METRICS].http.observe(_route_name(request), request.method, response.status, elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "remote": request.remote,
+                },
+            )
+        return response
+
+    return front
+
+
+def _problem(request: web.Request, err: CidError, request_id: str) -> web.Response:
+    if err.status >= 500:
+        # REQ-REG-005: a server-side failure is logged, its details are not sent
+        log.error(
+            "%s on %s %s (request %s): %s",
+            err.name,
+            request.method,
+            request.path,
+            request_id,
+            err.message,
         )
-        internal = InternalError("internal error; the request id identifies it in the logs")
-        response = problem_response(internal, instance=request.path, request_id=request_id)
-    response.headers["X-Request-Id"] = request_id
-    elapsed = time.perf_counter() - started
-    metrics.requests.labels(route, request.method, str(response.status)).inc()
-    metrics.latency.labels(route).observe(elapsed)
-    if access_log.isEnabledFor(logging.INFO):
-        access_log.info(
-            "request",
-            extra={
-                "request_id": request_id,
-                "method": request.method,
-                "path": request.path,
-                "status": response.status,
-                "duration_ms": round(elapsed * 1000, 3),
-                "remote": request.remote,
-            },
+        err = type(err)(
+            f"{err.name.lower().replace('_', ' ')}; see the registry logs",
+            detail={k: v for k, v in err.detail.items() if k == "retry_after_s"},
         )
-    return response
+    return problem_response(err, instance=request.path, request_id=request_id)
 
 
 def _http_error(exc: web.HTTPException) -> CidError:
@@ -189,21 +274,6 @@ def _http_error(exc: web.HTTPException) -> CidError:
         return NotFoundError("no such resource", detail={"rule": "route"})
     err = DecodeError(f"HTTP {exc.status}: {exc.reason}")
     return err
-
-
-@web.middleware
-async def rate_limit_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Per-client token bucket ([REQ-REG-006]); health and metrics are exempt."""
-    if request.path not in _UNLIMITED:
-        wait = request.app[LIMITER].take(request.remote or "unknown")
-        if wait > 0:
-            raise RateLimitedError(
-                "too many requests from this client",
-                detail={"retry_after_s": max(1, int(wait + 0.999))},
-            )
-    return await handler(request)
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -361,9 +431,18 @@ async def _proof(request: web.Request, name: Identifier) -> list[dict[str, Any]]
 async def get_name(request: web.Request) -> web.Response:
     """Resolve one identifier: its records, a referral, or NOT_FOUND ([REQ-REG-030]..)."""
     encoding = negotiate(request)
-    name = _name_param(request)
     now = _now(request)
     follower = request.app[FOLLOWER]
+    # An answer depends only on the store and the trust state (changes move
+    # follower.applied), and on the clock (expiries): it is reused, keyed by the
+    # request as received, while neither has moved past it.
+    cache = request.app[RESOLVED]
+    key = (request.match_info.get("name", ""), request.query_string, encoding)
+    hit = cache.get(key)
+    if hit is not None and hit.applied == follower.applied and now < hit.until:
+        return _cached_answer(request, hit, now)
+    applied = follower.applied
+    name = _name_param(request)
     ns = follower.trust.namespace_for(name)
     store = request.app[STORE]
     settings = request.app[SETTINGS]
@@ -382,14 +461,6 @@ async def get_name(request: web.Request) -> web.Response:
                 "proof": await _proof(request, ns.name.parent()),
             }
             return render(referral, encoding, headers={"Cache-Control": "max-age=60"})
-    # An answer depends only on the store (changes move follower.applied) and on the
-    # clock (expiries): it is reused while neither has moved past it.
-    cache = request.app[RESOLVED]
-    key = (name.to_text(), request.query.get("types"), encoding)
-    hit = cache.get(key)
-    if hit is not None and hit.applied == follower.applied and now < hit.until:
-        return _cached_answer(request, hit, now)
-    applied = follower.applied
     # REQ-REG-034 / REQ-SIG-044: expired records, and records whose signer no longer has
     # authority here (revoked, or its delegation gone), are not served
     live = [
@@ -433,7 +504,7 @@ async def get_name(request: web.Request) -> web.Response:
     return _cached_answer(request, answer, now)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Answer:
     """A rendered resolve answer and how long it stays right."""
 
@@ -444,15 +515,31 @@ class _Answer:
     etag: str
     body: bytes
     content_type: str
+    _headers_at: int = -1
+    _headers: dict[str, str] = field(default_factory=dict)
+
+    def headers(self, now: int) -> dict[str, str]:
+        """The response headers at ``now`` (rebuilt once a second at most)."""
+        if now != self._headers_at:
+            # REQ-REG-033: cache for the smallest TTL, never past the earliest expiry
+            max_age = max(0, min(self.ttl, self.expires - now))
+            self._headers = {
+                "Content-Type": self.content_type,
+                "Cache-Control": f"max-age={max_age}",
+                "ETag": self.etag,
+                "Vary": "Accept",
+            }
+            self._headers_at = now
+        return self._headers
 
 
 def _cached_answer(request: web.Request, answer: _Answer, now: int) -> web.Response:
-    # REQ-REG-033: cache for the smallest TTL, never past the earliest expiry
-    max_age = max(0, min(answer.ttl, answer.expires - now))
-    headers = {"Cache-Control": f"max-age={max_age}", "ETag": answer.etag, "Vary": "Accept"}
-    if answer.etag in _etags(request.headers.get("If-None-Match", "")):
+    headers = answer.headers(now)
+    condition = request.headers.get("If-None-Match")
+    if condition is not None and answer.etag in _etags(condition):
+        headers = {k: v for k, v in headers.items() if k != "Content-Type"}
         return web.Response(status=304, headers=headers)
-    return web.Response(body=answer.body, content_type=answer.content_type, headers=headers)
+    return web.Response(body=answer.body, headers=headers)
 
 
 def _etags(header: str) -> set[str]:
@@ -721,10 +808,8 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     """The registry as an aiohttp application. ``store`` overrides ``settings.store``."""
-    app = web.Application(
-        middlewares=[error_middleware, rate_limit_middleware],
-        client_max_size=settings.max_batch_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_batch_bytes)
+    app.middlewares.append(_front_middleware(app))
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[LIMITER] = RateLimiter(settings.rate_per_s, settings.rate_burst)

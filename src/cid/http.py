@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Final
 
@@ -75,7 +76,12 @@ def _accept_entries(header: str) -> list[tuple[str, float]]:
 
 def negotiate(request: web.Request) -> Encoding:
     """The response encoding for ``request`` ([REQ-REG-003])."""
-    header = request.headers.get("Accept", "")
+    return _encoding_for(request.headers.get("Accept", ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _encoding_for(header: str) -> Encoding:
+    """The encoding an ``Accept`` header prefers (clients send few distinct ones: cached)."""
     if not header.strip():
         return "json"
     best: tuple[float, int, Encoding] | None = None
