@@ -60,6 +60,9 @@ OPERATIONS: Final[dict[str, str]] = {
     "record.verify": "{root_keys: [key], chain: [envelope], chain_now?, envelope | {hex, "
     "encoding}, now, last_serial?} -> {digest, message_hex, signing_input_hex, typ}",
     "message.verify": "{envelope, keys: [key], typ: [typ], now, required?: [kid]} -> {digest}",
+    "query_text.parse": "{text} -> {query: the query object of §7} | error QUERY_SYNTAX (1005), "
+    "detail {offset (code points), token (as written), expected, field?, rule?} (§13.6)",
+    "query_text.render": "{query: a query object of §7} -> {text} (§13.5)",
     "resolver.open": "{registries: [url], root_keys, budget?, serve_stale?, stale_max_s?} -> "
     "{handle}",
     "resolver.resolve": "{handle, name, now} -> {name, records: [envelope], stale}",

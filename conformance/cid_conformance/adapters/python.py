@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import cid
-from cid import codec
+from cid import codec, query_text
 from cid.envelope import Envelope
 from cid.errors import CidError
 from cid.identifier import Identifier
@@ -166,6 +166,18 @@ async def _verify_message(a: PythonAdapter, args: Mapping[str, Any]) -> dict[str
     keys = {k.kid: k for k in _keys(args["keys"])}
     env.verify(keys, typ=list(args["typ"]), now=int(args["now"]), require=args.get("required"))
     return {"digest": env.digest()}
+
+
+@_op("query_text.parse")
+async def _query_text_parse(a: PythonAdapter, args: Mapping[str, Any]) -> dict[str, Any]:
+    return {"query": query_text.parse(args.get("text")).to_value()}  # type: ignore[arg-type]
+
+
+@_op("query_text.render")
+async def _query_text_render(a: PythonAdapter, args: Mapping[str, Any]) -> dict[str, Any]:
+    from cid.query import Query
+
+    return {"text": query_text.to_text(validate(Query, args["query"], where=""))}
 
 
 @_op("resolver.open")
