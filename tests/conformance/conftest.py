@@ -10,6 +10,7 @@ The suite is run through its CLI entry point inside the test's event loop.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -158,3 +159,138 @@ def describe(results: Sequence[CaseResult], ids: set[str]) -> str:
     return "\n".join(
         f"{r.case.id} [{','.join(r.case.reqs)}]: {r.message}" for r in results if r.case.id in ids
     )
+
+
+# --- the reference provider (``cid-conformance provider``) ----------------------------------------
+
+PROVIDER_NAMESPACE = "cidconf-acme"
+PROVIDER_OFFER = f"pool.{PROVIDER_NAMESPACE}"
+PROVIDER_UNITS = 3
+
+
+def provider_config_toml(
+    *, registry_url: str, root_keys: Path, namespace_key: Path, service_key: Path, workdir: Path
+) -> str:
+    """The reference provider as the provider suite's tests run it.
+
+    Quotes are valid for 3 s (the expiry case waits for one); the price has no billing
+    granularity, so that an agreement of 60 s pays for exactly one task at its wall_s
+    limit (the budget case); the pool has 3 units.
+    """
+    return f"""
+[provider]
+namespace = "{PROVIDER_NAMESPACE}"
+display_name = "Conformance test compute"
+registry = "{registry_url}"
+root_keys = "{root_keys}"
+namespace_key = "{namespace_key}"
+service_key = "{service_key}"
+
+[server]
+host = "127.0.0.1"
+port = 0
+workdir = "{workdir}"
+max_concurrent_tasks = 8
+
+[publish]
+refresh_interval_s = 0.5
+
+[policy]
+quote_valid_s = 3
+wall_s = 60
+output_bytes = 65536
+cancellation = {{ notice_s = 3600, fee_share = "0.25" }}
+
+[[offers]]
+name = "{PROVIDER_OFFER}"
+ttl_s = 3600
+class = "general"
+title = "Conformance pool"
+unit = {{ vcpu = 1, memory_mib = 1024, cpu = {{ arch = "x86_64" }} }}
+location = {{ country = "CN", region = "CN-GZ", city = "贵安" }}
+availability = {{ units_total = {PROVIDER_UNITS} }}
+
+[offers.price]
+currency = "CNY"
+items = [
+    {{ resource = "vcpu", amount = "72", per = "hour" }},
+    {{ resource = "memory_gib", amount = "36", per = "hour" }},
+]
+"""
+
+
+@dataclass
+class ProviderDeployment:
+    registry: Registry
+    url: str
+    root_keys: Path
+    service_key: Any
+    provider: Any
+
+    def args(self, *extra: str) -> list[str]:
+        return [
+            "provider",
+            self.url,
+            "--registry",
+            self.registry.url,
+            "--root-keys",
+            str(self.root_keys),
+            "--offer",
+            PROVIDER_OFFER,
+            "--python",
+            sys.executable,
+            "--no-colour",
+            "-q",
+            *extra,
+        ]
+
+
+@asynccontextmanager
+async def reference_provider(
+    tmp: Path,
+    *,
+    middlewares: Sequence[Middleware] = (),
+    patch: Callable[[Any], None] | None = None,
+) -> AsyncIterator[ProviderDeployment]:
+    """The reference registry and the reference provider (``cid_provider``) on loopback.
+
+    ``middlewares`` wrap the provider app (outermost first: they see what the client sees);
+    ``patch(provider)`` may replace parts of the running provider to break one rule.
+    """
+    from cid.signing import SigningKey
+    from cid_provider.config import load_config
+    from cid_provider.service import ReferenceProvider
+
+    async with registry(tmp) as reg:
+        anchor, service = SigningKey.generate(), SigningKey.generate()
+        async with RegistryClient(reg.url) as client:
+            await client.submit(
+                reg.operator.delegate(PROVIDER_NAMESPACE, anchor, now=int(time.time()))
+            )
+        root_pub = tmp / "root.pub.json"
+        root_pub.write_text(json.dumps([reg.operator.root.public_key.to_value()]))
+        files = {}
+        for name, key in (("ns", anchor), ("service", service)):
+            files[name] = tmp / f"{name}.key"
+            files[name].write_text(json.dumps(key.to_file_value()))
+        config = tmp / "provider.toml"
+        config.write_text(
+            provider_config_toml(
+                registry_url=reg.url,
+                root_keys=root_pub,
+                namespace_key=files["ns"],
+                service_key=files["service"],
+                workdir=tmp / "tasks",
+            ),
+            encoding="utf-8",
+        )
+        provider = ReferenceProvider(load_config(config))
+        for mw in middlewares:
+            provider.app.middlewares.insert(0, mw)
+        url = await provider.start()
+        try:
+            if patch is not None:
+                patch(provider)
+            yield ProviderDeployment(reg, url, root_pub, service, provider)
+        finally:
+            await provider.stop()
