@@ -1,8 +1,9 @@
 """The ``vectors`` target: an implementation's own parser, codec and verifier, through an adapter.
 
 Runs the language-neutral vectors of ``spec/vectors/`` (identifiers, codec,
-signatures) and further byte-level checks of §2, §5 and §6 against an
-implementation through the adapter protocol of :mod:`cid_conformance.adapter`.
+signatures, the textual query language) and further byte-level checks of §2, §5
+and §6 against an implementation through the adapter protocol of
+:mod:`cid_conformance.adapter`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from ..target import Target, UsageError
 __all__ = ["TARGET", "VectorsContext", "add_adapter_arguments", "open_adapter"]
 
 _MODULES = tuple(
-    f"cid_conformance.vectors.{m}" for m in ("s02_identifiers", "s05_encoding", "s06_signatures")
+    f"cid_conformance.vectors.{m}"
+    for m in ("s02_identifiers", "s05_encoding", "s06_signatures", "s13_query_text")
 )
 
 
@@ -105,7 +107,8 @@ def _endpoint(args: argparse.Namespace) -> str:
 
 TARGET = Target(
     name="vectors",
-    help="an implementation's parser, codec and verifier through an adapter (spec §2, §5, §6)",
+    help="an implementation's parsers, codec and verifier through an adapter "
+    "(spec §2, §5, §6, §13)",
     description=__doc__ or "",
     modules=_MODULES,
     add_arguments=add_adapter_arguments,
