@@ -649,7 +649,8 @@ class ProviderContext:
             delay = min(delay * 1.5, 0.25)
 
     async def finished(self, p: Provider, task_id: str, timeout: float = 30) -> dict[str, Any]:
-        """Wait for the task's outcome: Table 15-4 (result and receipt), answered 200."""
+        """Wait for the task's outcome: its terminal status, then Table 15-4 (result, receipt)."""
+        await self.wait_state(p, task_id, TERMINAL, timeout=timeout)
         deadline = time.monotonic() + timeout
         delay = 0.02
         while True:

@@ -55,6 +55,7 @@ async def _rejected(ctx: ProviderContext, p: Provider, neg: Neg, reason: str, wh
     "REQ-NEG-006",
     "REQ-NEG-010",
     "REQ-NEG-014",
+    "REQ-NEG-015",
     "REQ-PRV-010",
     writes=True,
 )
