@@ -103,8 +103,32 @@ class Follower:
                     self.applied = change.rseq
         return self.applied
 
+    async def apply_committed(self, committed: list[tuple[Change, SignedRecord[Any]]]) -> None:
+        """Apply changes this process just committed, with their verified records.
+
+        ``committed`` holds consecutive changes of one transaction, in order. When
+        they directly follow what is applied, they are applied as they are, without
+        reading them back from the store; otherwise (another process wrote in
+        between) the feed is read from the store up to the last of them.
+        """
+        if not committed:
+            return
+        fresh = self.fresh
+        for change, record in committed:
+            fresh[change.rseq] = record  # for whichever catch-up applies them first
+        async with self._lock:
+            todo = [c for c, _ in committed if c.rseq > self.applied]
+            if todo and todo[0].rseq == self.applied + 1:
+                for change in todo:
+                    self._apply(change)
+                    self.applied = change.rseq
+                return
+        await self.catch_up(committed[-1][0].rseq)
+
     def _apply(self, change: Change) -> None:
-        record = self.fresh.pop(change.rseq, None)
+        self._listen(change, self.fresh.pop(change.rseq, None))
+
+    def _listen(self, change: Change, record: SignedRecord[Any] | None) -> None:
         if change.rtype in TRUST_TYPES:
             self._apply_trust(change)
         for listener in self._listeners:
@@ -161,8 +185,7 @@ class Authority:
         except Conflict as e:
             raise _conflict_error(e, write) from e
         if change is not None:
-            self.follower.fresh[change.rseq] = record
-            await self.follower.catch_up(change.rseq)
+            await self.follower.apply_committed([(change, record)])
         return _accepted(write, record, change)
 
     async def submit_many(self, envelopes: list[Envelope]) -> list[Accepted | CidError]:
@@ -178,18 +201,16 @@ class Authority:
 
         async def flush() -> None:
             outcomes = await self.store.commit_many([w for _, _, w in pending])
-            last = 0
+            committed: list[tuple[Change, SignedRecord[Any]]] = []
             for (i, record, write), outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, Conflict):
                     results[i] = _conflict_error(outcome, write)
                     continue
                 if outcome is not None:
-                    self.follower.fresh[outcome.rseq] = record
-                    last = outcome.rseq
+                    committed.append((outcome, record))
                 results[i] = _accepted(write, record, outcome)
             pending.clear()
-            if last:
-                await self.follower.catch_up(last)
+            await self.follower.apply_committed(committed)
 
         now = self.clock()
         for i, envelope in enumerate(envelopes):

@@ -44,6 +44,7 @@ __all__ = [
     "FeedHead",
     "SnapshotHead",
     "chain_step",
+    "chain_step_raw",
     "envelope_hash",
     "snapshot_digest",
 ]
@@ -62,13 +63,16 @@ def envelope_hash(envelope_msgpack: bytes) -> bytes:
 
 def chain_step(previous: str, rseq: int, envelope_msgpack: bytes) -> str:
     """The chain value after change ``rseq`` ([REQ-FEED-001])."""
-    prev = b64url_decode(previous, length=32)
-    h = hashlib.sha256()
-    h.update(_CONTEXT)
-    h.update(prev)
+    return b64url_encode(chain_step_raw(b64url_decode(previous, length=32), rseq, envelope_msgpack))
+
+
+def chain_step_raw(previous: bytes, rseq: int, envelope_msgpack: bytes) -> bytes:
+    """:func:`chain_step` on the 32 raw bytes of the chain values (for runs of changes)."""
+    h = hashlib.sha256(_CONTEXT)
+    h.update(previous)
     h.update(rseq.to_bytes(8, "big"))
-    h.update(envelope_hash(envelope_msgpack))
-    return b64url_encode(h.digest())
+    h.update(hashlib.sha256(envelope_msgpack).digest())
+    return h.digest()
 
 
 def snapshot_digest(entries: Iterable[tuple[Identifier | str, str, str]]) -> str:

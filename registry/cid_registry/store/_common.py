@@ -187,6 +187,8 @@ class HeadSignal:
         """Wait until the head passes ``since`` or ``timeout`` seconds pass; return the head."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        if self._known > since or self._closed:
+            return self._known  # a head this process has seen already (no read needed)
         self.advance(await self._read_head())
         if self._known > since or self._closed:
             return self._known

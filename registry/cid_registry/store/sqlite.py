@@ -45,7 +45,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 from cid.errors import InternalError, UnavailableError
-from cid.feed import CHAIN_ZERO, chain_step
+from cid.feed import CHAIN_ZERO, chain_step_raw
+from cid.signing import b64url_decode, b64url_encode
 
 from ._common import (
     BATCH_SIZE,
@@ -160,6 +161,28 @@ def _head(conn: sqlite3.Connection) -> tuple[int, str]:
     return (0, CHAIN_ZERO) if row is None else (row[0], row[1])
 
 
+_IN_CHUNK: Final = 400
+"""Names per ``IN (...)`` lookup (well under SQLite's bound on statement parameters)."""
+
+
+def _stored_versions(
+    conn: sqlite3.Connection, identities: set[tuple[str, str]]
+) -> dict[tuple[str, str], StoredRecord]:
+    """The stored version of each ``(name, rtype)`` that has one."""
+    names = sorted({name for name, _ in identities})
+    found: dict[tuple[str, str], StoredRecord] = {}
+    for i in range(0, len(names), _IN_CHUNK):
+        chunk = names[i : i + _IN_CHUNK]
+        rows = conn.execute(
+            f"SELECT {_RECORD_COLUMNS} FROM records WHERE name IN ({', '.join('?' * len(chunk))})",
+            chunk,
+        ).fetchall()
+        for row in rows:
+            if (row[0], row[1]) in identities:
+                found[(row[0], row[1])] = _record(row)
+    return found
+
+
 # --- the store -----------------------------------------------------------------------------
 
 
@@ -187,6 +210,10 @@ class SqliteStore(Store):
         self._conn: sqlite3.Connection | None = None
         self._signal = HeadSignal(self._head_rseq, poll_interval)
         """Replaced at every :meth:`open`."""
+        self._queued: list[tuple[list[Write], asyncio.Future[list[Change | Conflict | None]]]] = []
+        """Writes waiting for the next group commit, with the future of their caller."""
+        self._writing = False
+        """Whether a task is committing queued writes."""
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -309,89 +336,119 @@ class SqliteStore(Store):
         return result
 
     async def commit_many(self, writes: Sequence[Write]) -> list[Change | Conflict | None]:
-        """Apply ``writes`` in one ``BEGIN IMMEDIATE`` transaction: one fsync for the batch."""
-        results = await self._run(functools.partial(self._commit_many_on_thread, list(writes)))
+        """Apply ``writes`` in one ``BEGIN IMMEDIATE`` transaction: one fsync for the batch.
+
+        Group commit: the writes of callers that arrive while a transaction is
+        being written go together into the next one, in arrival order, each
+        write still succeeding or failing on its own. Every caller is answered
+        only once the transaction holding its writes is committed (and fsynced),
+        so what is acknowledged survives a crash ([REQ-REG-010]); a driver failure
+        fails every caller of that transaction, none of whose writes is kept.
+        """
+        if self._executor is None:
+            raise UnavailableError("the SQLite store is not open")
+        future: asyncio.Future[list[Change | Conflict | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queued.append((list(writes), future))
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._write_queued(), name="cid-sqlite-commit")
+        results = await future
         last = max((r.rseq for r in results if isinstance(r, Change)), default=None)
         if last is not None:
             self._signal.advance(last)
         return results
+
+    async def _write_queued(self) -> None:
+        """Commit the queued writes, one transaction per round, until none are left."""
+        try:
+            while self._queued:
+                group, self._queued = self._queued, []
+                writes = [w for ws, _ in group for w in ws]
+                try:
+                    results = await self._run(
+                        functools.partial(self._commit_many_on_thread, writes)
+                    )
+                except asyncio.CancelledError:
+                    for _, future in group:
+                        future.cancel()
+                    raise
+                except Exception as e:
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                at = 0
+                for ws, future in group:
+                    if not future.done():
+                        future.set_result(results[at : at + len(ws)])
+                    at += len(ws)
+        finally:
+            self._writing = False
 
     @staticmethod
     def _commit_many_on_thread(
         writes: list[Write], conn: sqlite3.Connection
     ) -> list[Change | Conflict | None]:
         out: list[Change | Conflict | None] = []
+        change_rows: list[tuple[Any, ...]] = []
+        record_rows: dict[tuple[str, str], tuple[Any, ...]] = {}
         with _transaction(conn, "IMMEDIATE"):
             # The write lock is held from here on: the head read below is the
             # latest of every process, and nobody else can allocate rseq + 1.
-            head = _head(conn)
+            rseq, chain = _head(conn)
+            chain_raw = b64url_decode(chain, length=32)
+            # the stored versions of every identity written, read in a few statements;
+            # a later write of the same identity sees the version an earlier one produced
+            stored = _stored_versions(conn, {(w.name, w.rtype) for w in writes})
             for write in writes:
+                identity = (write.name, write.rtype)
                 try:
-                    change = SqliteStore._apply_one(conn, write, head)
+                    new = apply_write(stored.get(identity), write, rseq + 1)
                 except Conflict as e:
                     out.append(e)
                     continue
+                if new is None:
+                    out.append(None)
+                    continue
+                rseq += 1
+                chain_raw = chain_step_raw(chain_raw, rseq, write.envelope)
+                change = Change(
+                    rseq=rseq,
+                    name=write.name,
+                    rtype=write.rtype,
+                    op=write.op,
+                    serial=write.serial,
+                    envelope=write.envelope,
+                    chain=b64url_encode(chain_raw),
+                    at=write.at,
+                )
                 out.append(change)
-                if change is not None:
-                    head = (change.rseq, change.chain)
+                stored[identity] = new
+                change_rows.append(
+                    (rseq, write.name, write.rtype, write.op, write.serial, write.envelope,
+                     change.chain, write.at)
+                )  # fmt: skip
+                record_rows[identity] = (
+                    write.rname, new.name, new.rtype, new.serial, new.digest, new.envelope,
+                    new.expires, new.refresh, int(new.deleted), new.rseq,
+                )  # fmt: skip
+            conn.executemany(
+                f"INSERT INTO changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                change_rows,
+            )
+            conn.executemany(
+                f"""INSERT INTO records (rname, {_RECORD_COLUMNS})
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (name, rtype) DO UPDATE SET
+                        rname = excluded.rname, serial = excluded.serial,
+                        digest = excluded.digest, envelope = excluded.envelope,
+                        expires = excluded.expires, refresh = excluded.refresh,
+                        deleted = excluded.deleted, rseq = excluded.rseq""",
+                record_rows.values(),
+            )
         return out
-
-    @staticmethod
-    def _apply_one(conn: sqlite3.Connection, write: Write, head: tuple[int, str]) -> Change | None:
-        head_rseq, head_chain = head
-        row = conn.execute(
-            f"SELECT {_RECORD_COLUMNS} FROM records WHERE name = ? AND rtype = ?",
-            (write.name, write.rtype),
-        ).fetchone()
-        rseq = head_rseq + 1
-        new = apply_write(None if row is None else _record(row), write, rseq)
-        if new is None:
-            return None
-        change = Change(
-            rseq=rseq,
-            name=write.name,
-            rtype=write.rtype,
-            op=write.op,
-            serial=write.serial,
-            envelope=write.envelope,
-            chain=chain_step(head_chain, rseq, write.envelope),
-            at=write.at,
-        )
-        conn.execute(
-            f"INSERT INTO changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                change.rseq,
-                change.name,
-                change.rtype,
-                change.op,
-                change.serial,
-                change.envelope,
-                change.chain,
-                change.at,
-            ),
-        )
-        conn.execute(
-            f"""INSERT INTO records (rname, {_RECORD_COLUMNS})
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (name, rtype) DO UPDATE SET
-                    rname = excluded.rname, serial = excluded.serial,
-                    digest = excluded.digest, envelope = excluded.envelope,
-                    expires = excluded.expires, refresh = excluded.refresh,
-                    deleted = excluded.deleted, rseq = excluded.rseq""",
-            (
-                write.rname,
-                new.name,
-                new.rtype,
-                new.serial,
-                new.digest,
-                new.envelope,
-                new.expires,
-                new.refresh,
-                int(new.deleted),
-                new.rseq,
-            ),
-        )
-        return change
 
     # -- reads ------------------------------------------------------------------------------
 
