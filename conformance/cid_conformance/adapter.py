@@ -70,6 +70,8 @@ OPERATIONS: Final[dict[str, str]] = {
     "catalogue.open": "{registry: url, root_keys} -> {handle}",
     "catalogue.sync": "{handle, now} -> {rseq}",
     "catalogue.search": "{handle, query, now} -> SearchResponse",
+    "catalogue.latency_model": "{handle, now} -> {model}: fetch, verify and adopt the "
+    "registry's latency model (null when it publishes none)",
     "catalogue.close": "{handle} -> {}",
 }
 

@@ -56,6 +56,7 @@ from cid.feed import (
 )
 from cid.http import decode_body, negotiate, problem_response, render
 from cid.identifier import Identifier
+from cid.latency import MODEL_LIFETIME_S, seal_model
 from cid.model import validate
 from cid.query import Query
 from cid.signing import b64url_decode, b64url_encode
@@ -80,6 +81,8 @@ LIMITER: Final = web.AppKey("limiter", RateLimiter)
 HEADS: Final = web.AppKey("heads", dict)
 SHUTDOWN: Final = web.AppKey("shutdown", asyncio.Event)
 RESOLVED: Final = web.AppKey("resolved", dict)
+MODEL: Final = web.AppKey("latency_model", dict)
+"""The signed latency-model envelope being served ([REQ-REG-065])."""
 
 REQUEST_ID: Final = web.RequestKey("cid.request_id", str)
 _UNLIMITED: Final = ("/healthz", "/readyz", "/metrics")
@@ -696,6 +699,34 @@ async def get_feed(request: web.Request) -> web.Response:
     return render(body, encoding)
 
 
+async def get_latency_model(request: web.Request) -> web.Response:
+    """The latency model searches rank with, signed by a service key ([REQ-REG-065])."""
+    encoding = negotiate(request)
+    settings = request.app[SETTINGS]
+    model = settings.latency_model
+    if model is None:
+        raise NotFoundError(
+            "this registry publishes no latency model", detail={"rule": "latency_model"}
+        )
+    now = settings.clock()
+    cache = request.app[MODEL]
+    env = cache.get("envelope")
+    # re-sign after half the validity, so that no served envelope is near expiry
+    if env is None or now - env.header.iat >= MODEL_LIFETIME_S // 2 or now < env.header.iat:
+        env = seal_model(model, settings.service_key, now)
+        cache["envelope"] = env
+    tag = hashlib.sha256(f"{encoding}:{model.id}:{model.version}".encode()).hexdigest()[:32]
+    headers = {
+        "Cache-Control": f"max-age={max(0, env.header.exp - now)}",
+        "ETag": f'"{tag}"',
+        "Vary": "Accept",
+    }
+    condition = request.headers.get("If-None-Match")
+    if condition is not None and headers["ETag"] in _etags(condition):
+        return web.Response(status=304, headers=headers)
+    return render(env.to_value(), encoding, headers=headers)
+
+
 async def get_snapshot(request: web.Request) -> web.StreamResponse:
     """The live catalogue at one registry serial, with a signed digest ([REQ-FEED-010])."""
     encoding = negotiate(request)
@@ -775,7 +806,7 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
         except CidError:
             return False
 
-    index = SearchIndex(authorised=authorised)
+    index = SearchIndex(settings.latency_model, authorised=authorised)
     follower.on_change(index.apply_change)
     await follower.catch_up()
     app[FOLLOWER] = follower
@@ -815,6 +846,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[LIMITER] = RateLimiter(settings.rate_per_s, settings.rate_burst)
     app[HEADS] = {}
     app[SHUTDOWN] = asyncio.Event()
+    app[MODEL] = {}
     app[RESOLVED] = {}
 
     async def on_shutdown(app: web.Application) -> None:
@@ -834,6 +866,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.router.add_get("/v1/feed", get_feed)
     app.router.add_get("/v1/snapshot", get_snapshot)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/v1/latency-model", get_latency_model)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)

@@ -23,7 +23,7 @@ from aiohttp import web
 from cid.errors import CidError
 
 from .app import create_app
-from .settings import Settings, load_key, load_public_keys
+from .settings import Settings, load_key, load_latency_model, load_public_keys
 from .store import open_store
 
 __all__ = ["main"]
@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         "are served here rather than referred [CID_REGISTRY_SELF_URL]",
     )
     serve.add_argument(
+    serve.add_argument(
+        "--latency-model",
+        default=_env("LATENCY_MODEL", "default"),
+        metavar="FILE|default|none",
+        help="the latency model searches estimate RTTs with, published signed at "
+        "/v1/latency-model: a JSON LatencyModel file, 'default' (the library's model of "
+        "China's backbone) or 'none' [CID_REGISTRY_LATENCY_MODEL] (default: %(default)s)",
+    )
         "--ready-file",
         default=None,
         help="write 'host port' here once listening (for scripts and tests)",
@@ -169,6 +177,7 @@ async def _serve(args: argparse.Namespace) -> int:
     server = site._server
     port = settings.port
     if server is not None and server.sockets:  # type: ignore[attr-defined]
+        latency_model=load_latency_model(args.latency_model),
         port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     logging.getLogger("cid_registry").info(
         "listening",

@@ -17,7 +17,7 @@ from typing import Any
 from cid.envelope import Envelope, SignedRecord, parse_record_body
 from cid.errors import CidError
 from cid.identifier import Identifier
-from cid.latency import LatencyModel, default_model
+from cid.latency import LatencyModel
 from cid.matching import Matcher
 from cid.query import Query
 from cid.record import OfferBody, RefreshBody
@@ -47,7 +47,7 @@ class SearchIndex:
         self, latency: LatencyModel | None = None, *, authorised: Authorised | None = None
     ) -> None:
         self.matcher = Matcher()
-        self.latency = latency if latency is not None else default_model()
+        self.latency = latency
         self.authorised = authorised
         self._classes: dict[Identifier, str] = {}
         self._signers: dict[Identifier, str] = {}

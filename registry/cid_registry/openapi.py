@@ -15,6 +15,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from cid import __version__ as cid_version
+from cid.latency import LatencyModel
 from cid.query import ListResponse, Query, ResolveResponse, SearchResponse
 from cid.schema import envelope_schema
 
@@ -54,6 +55,10 @@ def build_openapi() -> dict[str, Any]:
     env.pop("$id", None)
     components["Envelope"] = json.loads(json.dumps(env).replace("#/$defs/", _REF.format(model="")))
     envelope_ref = {"$ref": _REF.format(model="Envelope")}
+    components["LatencyModelEnvelope"] = {
+        "allOf": [envelope_ref],
+        "properties": {"body": _model(LatencyModel, components)},
+    }
     query = _model(Query, components)
     search = _model(SearchResponse, components)
     resolve = _model(ResolveResponse, components)
@@ -273,6 +278,20 @@ def build_openapi() -> dict[str, Any]:
                         "content": _content({"$ref": _REF.format(model="Snapshot")}),
                     },
                     **_problem_responses(406, 429),
+                },
+            }
+        },
+        "/v1/latency-model": {
+            "get": {
+                "operationId": "latencyModel",
+                "summary": "The latency model searches rank with, signed by a service key",
+                "responses": {
+                    "200": {
+                        "description": "a cid.latency.model envelope (spec 12.8.1)",
+                        "content": _content({"$ref": _REF.format(model="LatencyModelEnvelope")}),
+                    },
+                    "304": {"description": "not modified (If-None-Match)"},
+                    **_problem_responses(404, 406, 429),
                 },
             }
         },

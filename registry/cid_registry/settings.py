@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from cid.errors import DecodeError
+from cid.latency import LatencyModel, default_model
+from cid.model import validate
 from cid.signing import PublicKey, SigningKey
 
-__all__ = ["Settings", "load_key", "load_public_keys", "system_clock"]
+__all__ = ["Settings", "load_key", "load_latency_model", "load_public_keys", "system_clock"]
 
 
 def system_clock() -> int:
@@ -37,6 +39,23 @@ def load_public_keys(path: str | Path) -> list[PublicKey]:
         raise DecodeError(f"cannot read trust anchor {path}: {e}") from e
     items = value if isinstance(value, list) else [value]
     return [PublicKey(alg=item["alg"], pub=item["pub"]) for item in items]
+
+
+def load_latency_model(spec: str) -> LatencyModel | None:
+    """The latency model to rank and publish with ([REQ-REG-065], [REQ-REG-066]).
+
+    ``default``: the library's reference model; ``none``: no model (RTTs only
+    from the offers' own figures); otherwise a JSON file holding a ``LatencyModel``.
+    """
+    if spec == "default":
+        return default_model()
+    if spec == "none":
+        return None
+    try:
+        value = json.loads(Path(spec).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DecodeError(f"cannot read latency model {spec}: {e}") from e
+    return validate(LatencyModel, value, where=spec)
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,8 @@ class Settings:
     self_url: str | None = None
     """This registry's own base URL as delegations list it: a namespace whose delegation
     lists it is served here, not referred elsewhere ([REQ-REG-032])."""
+    latency_model: LatencyModel | None = field(default_factory=default_model)
+    """Estimates RTTs in searches and is published at /v1/latency-model; None: no model."""
     clock: Callable[[], int] = field(default=system_clock)
 
     @classmethod
@@ -74,6 +95,8 @@ class Settings:
             values["root_keys"] = load_public_keys(env["CID_REGISTRY_ROOT_KEYS"])
         if "CID_REGISTRY_SERVICE_KEY" in env:
             values["service_key"] = load_key(env["CID_REGISTRY_SERVICE_KEY"])
+        if "CID_REGISTRY_LATENCY_MODEL" in env:
+            values["latency_model"] = load_latency_model(env["CID_REGISTRY_LATENCY_MODEL"])
         simple: dict[str, Callable[[str], Any]] = {
             "store": str,
             "host": str,

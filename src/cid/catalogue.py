@@ -17,7 +17,11 @@ registry's word:
   rotations from the trust anchor down) before it enters the index.
 
 Offers go into a :class:`cid.matching.Matcher`, so :meth:`Catalogue.search`
-answers exactly as the registry would, locally. A registry restart is just an
+answers exactly as the registry would, locally. With ``registry_model=True``
+the catalogue ranks by the latency model the registry publishes
+([REQ-REG-065]), verified with the same service keys as the heads and never
+rolled back ([REQ-RES-015]); it fetches the model again once per half of the
+envelope's validity window. A registry restart is just an
 unreachable period: :meth:`follow` retries with back-off and resumes from the
 last applied ``rseq``.
 """
@@ -34,7 +38,13 @@ from typing import Any
 from .client import RegistryClient
 from .codec import encode_msgpack
 from .envelope import Envelope, SignedRecord
-from .errors import CidError, HeadMismatchError, SerialRollbackError, UnavailableError
+from .errors import (
+    CidError,
+    HeadMismatchError,
+    NotFoundError,
+    SerialRollbackError,
+    UnavailableError,
+)
 from .feed import (
     CHAIN_ZERO,
     FEED_HEAD_TYP,
@@ -45,7 +55,7 @@ from .feed import (
     snapshot_digest,
 )
 from .identifier import Identifier
-from .latency import LatencyModel
+from .latency import LatencyModel, ModelAcceptor
 from .matching import Matcher
 from .model import validate
 from .query import Query, SearchResponse
@@ -74,11 +84,16 @@ class Catalogue:
         *,
         clock: Callable[[], int] = _system_clock,
         latency: LatencyModel | None = None,
+        registry_model: bool = False,
     ) -> None:
         self.client = registry if isinstance(registry, RegistryClient) else RegistryClient(registry)
         self.root_keys = list(root_keys)
         self.clock = clock
         self.latency = latency
+        self.registry_model = registry_model
+        self.models = ModelAcceptor()
+        self._model_due = 0
+        """When to fetch the registry's latency model again (``registry_model`` only)."""
         self.trust = TrustState(self.root_keys)
         self.matcher = Matcher()
         self.rseq = 0
@@ -105,6 +120,8 @@ class Catalogue:
         """Bring the replica up to the registry's head (snapshot first when empty)."""
         if self.rseq == 0 and not self.records:
             await self._load_snapshot()
+        if self.registry_model and self.clock() >= self._model_due:
+            await self.update_latency_model()
         while True:
             page = await self.client.feed(self.rseq, wait_s=wait_s)
             applied = self._apply_page(page)
@@ -124,6 +141,35 @@ class Catalogue:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def update_latency_model(self) -> LatencyModel | None:
+        """Fetch, verify and adopt the registry's latency model ([REQ-RES-015]).
+
+        A registry that publishes none (NOT_FOUND) ranks without a model, and so
+        does the catalogue from then on ([REQ-REG-066]). A refused model raises
+        its typed error and leaves the held one in place.
+        """
+        if not self.service_keys:
+            await self._load_service_keys()
+        try:
+            value = await self.client.latency_model()
+        except NotFoundError:
+            self.latency = None
+            self._model_due = self.clock() + 300
+            return None
+        now = self.clock()
+        model = self.models.accept(value, self.service_keys, now=now)
+        self.latency = model
+        exp = value["header"]["exp"]
+        self._model_due = now + max(1, (exp - now) // 2)
+        return model
+
+    async def _load_service_keys(self) -> None:
+        """The service keys from the root zone record, resolved with its proof."""
+        answer = await self.client.resolve(_ROOT)
+        self._learn_service_keys(list(answer.get("records", [])), self.clock())
+        if not self.service_keys:
+            raise HeadMismatchError("no root zone record names the registry's service keys")
 
     async def _load_snapshot(self) -> None:
         snap = await self.client.snapshot()

@@ -167,6 +167,14 @@ class RegistryClient:
         result: dict[str, Any] = await self.request("GET", "/v1/snapshot", timeout_s=600.0)
         return result
 
+    async def latency_model(self) -> dict[str, Any]:
+        """The registry's latency-model envelope ([REQ-REG-065]), not yet verified.
+
+        Raises NotFoundError when the registry publishes no model.
+        """
+        result: dict[str, Any] = await self.request("GET", "/v1/latency-model")
+        return result
+
 
 def _problem(status: int, content_type: str, raw: bytes) -> CidError:
     if content_type in ("application/problem+json", "application/json"):

@@ -19,35 +19,52 @@ the matrix, then the tightest circle that holds both regions, else unknown
 (``None``), which ranks after every known figure ([REQ-QRY-054]).
 
 :func:`default_model` loads the reference model for China shipped as
-``cid/data/latency-cn.json``. The module is pure: no I/O besides reading that
-packaged file.
+``cid/data/latency-cn.json``. A registry publishes the model it ranks with as
+a ``cid.latency.model`` envelope signed by one of its service keys
+([REQ-REG-065]): :func:`seal_model` builds it and :class:`ModelAcceptor` is what
+a replica uses to verify it and to refuse a rolled-back or re-used version
+([REQ-RES-015]). The module is pure: no I/O besides reading that packaged file.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Annotated, Final
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from .envelope import Envelope, seal
+from .errors import HeadMismatchError, SchemaError, SerialRollbackError
+from .identifier import Identifier
 from .model import Token, WireModel, validate
 from .query import rule_violation
 from .record import OfferBody, ShortText, Subdivision
+from .signing import PublicKey, SigningKey
 
 __all__ = [
     "DEFAULT_MODEL_RESOURCE",
+    "LATENCY_MODEL_TYP",
+    "MODEL_LIFETIME_S",
     "LatencyCircle",
     "LatencyModel",
+    "ModelAcceptor",
     "RttEntry",
     "default_model",
     "offer_rtt_us",
+    "seal_model",
 ]
 
 DEFAULT_MODEL_RESOURCE: Final = "data/latency-cn.json"
 """Where the default model lives inside the ``cid`` package."""
+
+LATENCY_MODEL_TYP: Final = "cid.latency.model"
+"""The ``typ`` of a published latency model ([REQ-REG-065])."""
+
+MODEL_LIFETIME_S: Final = 3600
+"""The longest validity window of a published latency model envelope ([REQ-REG-065])."""
 
 RttMicros = Annotated[int, Field(ge=0, le=10_000_000, strict=True)]
 """A round-trip time in microseconds (at most 10 s)."""
@@ -199,3 +216,82 @@ def default_model() -> LatencyModel:
     """The reference latency model for China (``cid/data/latency-cn.json``), loaded once."""
     text = resources.files("cid").joinpath(DEFAULT_MODEL_RESOURCE).read_text(encoding="utf-8")
     return validate(LatencyModel, json.loads(text), where="latency-cn.json")
+
+
+def seal_model(
+    model: LatencyModel, key: SigningKey, now: int, *, lifetime_s: int = MODEL_LIFETIME_S
+) -> Envelope:
+    """The latency-model envelope a registry serves ([REQ-REG-065]).
+
+    ``sub`` is the root, ``serial`` the model's version, valid from ``now`` for
+    ``lifetime_s`` seconds (at most :data:`MODEL_LIFETIME_S`), signed by ``key``,
+    one of the registry's service keys.
+    """
+    if not 1 <= lifetime_s <= MODEL_LIFETIME_S:
+        raise ValueError(f"lifetime_s must be 1 .. {MODEL_LIFETIME_S}")
+    return seal(
+        model,
+        typ=LATENCY_MODEL_TYP,
+        sub=Identifier.root(),
+        serial=model.version,
+        key=key,
+        nbf=now,
+        exp=now + lifetime_s,
+    )
+
+
+class ModelAcceptor:
+    """Verifies published latency models and remembers the one accepted ([REQ-RES-015]).
+
+    :meth:`accept` checks the envelope like a feed head (typ, root subject, one
+    signature by a service key, validity window), validates the body as a
+    :class:`LatencyModel`, and refuses a lower ``version`` than the model held
+    (SERIAL_ROLLBACK) or the same ``version`` with another body (HEAD_MISMATCH).
+    A refused model leaves the held one in place.
+    """
+
+    def __init__(self) -> None:
+        self.model: LatencyModel | None = None
+        self._body: dict[str, object] | None = None
+
+    def accept(
+        self, value: Mapping[str, object], service_keys: Mapping[str, PublicKey], *, now: int
+    ) -> LatencyModel:
+        """Verify a latency-model envelope (its data-model value) and adopt its model."""
+        env = Envelope.from_value(dict(value))
+        if env.header.sub != Identifier.root():
+            raise SchemaError(
+                "a latency model is published at the root",
+                field="header.sub",
+                detail={"rule": "latency_model_sub"},
+            )
+        if len(env.sigs) != 1:
+            raise SchemaError(
+                "a latency model carries exactly one signature",
+                field="sigs",
+                detail={"rule": "latency_model_signatures"},
+            )
+        env.verify(service_keys, typ=LATENCY_MODEL_TYP, now=now)
+        model = validate(LatencyModel, env.body_value, where="body")
+        if model.version != env.header.serial:
+            raise SchemaError(
+                "the envelope serial is not the model's version",
+                field="header.serial",
+                detail={"rule": "latency_model_serial"},
+            )
+        held = self.model
+        if held is not None:
+            if model.version < held.version:
+                raise SerialRollbackError(
+                    f"latency model version {model.version} is below the held {held.version}",
+                    detail={"version": model.version, "held": held.version},
+                )
+            if model.version == held.version and env.body_value != self._body:
+                raise HeadMismatchError(
+                    f"two different latency models carry version {model.version}",
+                    detail={"version": model.version},
+                )
+            if model.version == held.version:
+                return held  # the same model again, re-signed: keep the held object
+        self.model, self._body = model, env.body_value
+        return model

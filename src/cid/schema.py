@@ -17,6 +17,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from .envelope import Header, Signature
+from .latency import LATENCY_MODEL_TYP, LatencyModel
 from .record import RECORD_BODIES
 
 __all__ = ["SCHEMA_DIALECT", "all_schemas", "envelope_schema", "main", "model_schema"]
@@ -75,6 +76,8 @@ def all_schemas() -> dict[str, dict[str, Any]]:
     for typ, body in RECORD_BODIES.items():
         stem = "record-" + typ.rsplit(".", 1)[1]
         out[stem] = envelope_schema(typ, body, stem)
+    # the published latency model ([REQ-REG-065]) is an envelope too
+    out["latency-model"] = envelope_schema(LATENCY_MODEL_TYP, LatencyModel, "latency-model")
     for module_name in _MESSAGE_MODULES:
         try:
             module = importlib.import_module(module_name)

@@ -246,6 +246,14 @@ async def _catalogue_search(a: PythonAdapter, args: Mapping[str, Any]) -> dict[s
     return result
 
 
+@_op("catalogue.latency_model")
+async def _catalogue_latency_model(a: PythonAdapter, args: Mapping[str, Any]) -> dict[str, Any]:
+    handle = str(args["handle"])
+    a._clocks[handle] = int(args["now"])
+    model = await a._handles[handle].update_latency_model()
+    return {"model": None if model is None else model.to_value()}
+
+
 @_op("catalogue.close")
 async def _catalogue_close(a: PythonAdapter, args: Mapping[str, Any]) -> dict[str, Any]:
     handle = a._handles.pop(str(args["handle"]), None)

@@ -15,6 +15,8 @@ from cid.envelope import Envelope
 from cid.errors import CidError
 from cid.feed import chain_step
 from cid.identifier import Identifier
+from cid.latency import LatencyModel
+from cid.model import validate
 from cid.signing import b64url_encode
 
 from ..case import Section, check, check_equal, fail, skip
@@ -41,6 +43,7 @@ _GET_ENDPOINTS = (
     "/v1/namespaces/.",
     "/v1/feed",
     "/v1/snapshot",
+    "/v1/latency-model",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -1390,6 +1393,104 @@ async def search_budget(ctx: RegistryContext) -> None:
     check_equal(detail.get("budget"), budget, "detail.budget")
     cand = detail.get("candidates")
     check(isinstance(cand, int) and cand > budget, f"detail.candidates {cand!r}")
+
+
+async def _latency_model(ctx: RegistryContext) -> tuple[dict[str, Any] | None, Reply]:
+    """The registry's published latency model (verified), or None when it publishes none."""
+    reply = await ctx.get("/v1/latency-model", accept=JSON)
+    if reply.status == 404:
+        ctx.expect_error(reply, 3001)
+        check_equal((reply.error().get("detail") or {}).get("rule"), "latency_model", "rule")
+        return None, reply
+    check(reply.status == 200, f"GET /v1/latency-model: {reply.brief()}")
+    return reply.value(), reply
+
+
+@s8.case(4, "the latency model is published, signed by a service key", "REQ-REG-065")
+async def latency_model_published(ctx: RegistryContext) -> None:
+    """A registry that uses a model MUST answer with a latency-model envelope: typ
+    cid.latency.model, body a LatencyModel, sub `.`, serial the model's version, iat and nbf the
+    time of signing, exp at most 3,600 seconds later, no ttl, exactly one signature by a service
+    key ... Cache-Control max-age ... ETag ... 304. A registry that uses no model MUST answer
+    NOT_FOUND (3001), detail.rule latency_model."""
+    value, reply = await _latency_model(ctx)
+    if value is None:
+        return  # NOT_FOUND with the rule: the registry ranks without a model
+    keys = await _service_keys(ctx)
+    now = await ctx.now()
+    h, body = value["header"], value["body"]
+    check_equal(h.get("typ"), "cid.latency.model", "typ")
+    check_equal(h.get("sub"), ".", "sub")
+    try:
+        model = validate(LatencyModel, body, where="body")
+    except CidError as e:
+        fail(f"the body is not a LatencyModel: {e}")
+    check_equal(h.get("serial"), model.version, "serial (the model's version)")
+    check(h.get("iat") == h.get("nbf"), f"iat {h.get('iat')} != nbf {h.get('nbf')}")
+    exp, iat = h.get("exp"), h.get("iat")
+    check(isinstance(exp, int) and isinstance(iat, int) and 0 < exp - iat <= 3600,
+          f"validity window {iat} .. {exp} is not at most 3,600 s")  # fmt: skip
+    check("ttl" not in h, "the envelope has a ttl")
+    check(len(value.get("sigs", [])) == 1, f"{len(value.get('sigs', []))} signatures, not one")
+    try:
+        Envelope.from_value(value).verify(keys, typ="cid.latency.model", now=now)
+    except CidError as e:
+        fail(f"does not verify with the root zone's service keys at now={now}: {e}")
+    age = _max_age(reply)
+    check(age is not None and 0 <= age <= exp - now + 5,
+          f"Cache-Control max-age {age} beyond the envelope's exp")  # fmt: skip
+    packed = await ctx.get("/v1/latency-model", accept=MSGPACK)
+    check_equal(packed.value()["body"], body, "the msgpack answer's model")
+    tag = reply.headers.get("ETag")
+    check(tag, "a latency-model answer without ETag")
+    cached = await ctx.get("/v1/latency-model", accept=JSON, headers={"If-None-Match": str(tag)})
+    check(cached.status == 304 and cached.body == b"", f"If-None-Match: {cached.brief()}")
+
+
+@s8.case(
+    5,
+    "searches estimate RTTs with the published model, and only with it",
+    "REQ-REG-066",
+    "REQ-QRY-030",
+    "REQ-QRY-067",
+    writes=True,
+)
+async def latency_model_used(ctx: RegistryContext) -> None:
+    """A registry MUST estimate the RTTs of every search with the model it publishes at that time,
+    and with none when it publishes none."""
+    value, _ = await _latency_model(ctx)
+    model = None if value is None else validate(LatencyModel, value["body"], where="body")
+    w = await ctx.world()
+    # an offer in CN-GZ that states no RTT of its own: only a model can place it
+    body = json.loads(json.dumps(data.GUIZHOU))
+    body["network"] = {}
+    rel = ctx.unique("rtt")
+    await ctx.accepted(ctx.sign_as(w, "offer", rel, body))
+    pairs = [] if model is None else [r for r in sorted(model.regions()) if r != "CN-GZ"]
+    known: list[tuple[str, int]] = []
+    for r in pairs:
+        us = None if model is None else model.region_rtt_us("CN-GZ", r)
+        if us is not None:
+            known.append((r, us))
+    if not known:
+        # no model, or a model that cannot place CN-GZ: the RTT is unknown, so no max_rtt matches
+        reply = await ctx.search(
+            {"within": w.name(rel), "near": {"region": "CN-TJ", "max_rtt_us": 10_000_000}}
+        )
+        check_equal(reply.value()["results"], [], "an offer of unknown RTT under max_rtt_us")
+        return
+    region, rtt = known[0]
+    hit = await ctx.search(
+        {"within": w.name(rel), "near": {"region": region, "max_rtt_us": rtt}, "order": ["latency"]}
+    )
+    results = hit.value()["results"]
+    check_equal([r["name"] for r in results], [w.name(rel)], f"offers within {rtt} us of {region}")
+    check_equal(results[0].get("rtt_us"), rtt, f"the model's RTT from CN-GZ to {region}")
+    if rtt > 0:
+        miss = await ctx.search(
+            {"within": w.name(rel), "near": {"region": region, "max_rtt_us": rtt - 1}}
+        )
+        check_equal(miss.value()["results"], [], f"offers within {rtt - 1} us of {region}")
 
 
 # --- 12.9 change feed ------------------------------------------------------------------------

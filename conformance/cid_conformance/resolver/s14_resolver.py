@@ -603,3 +603,77 @@ async def catalogue_pause(ctx: ResolverContext) -> None:
         "new.prov" in (await _search_names(ctx, handle, now=NOW + 20) or []),
         "the new offer is missing",
     )
+
+
+_GZ_NO_RTT = {**data.GUIZHOU, "network": {}}
+"""An offer in CN-GZ that states no RTT of its own: only a latency model can place it."""
+
+
+def _model(version: int, gz_he_us: int = 2000, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": "conformance-model",
+        "version": version,
+        "circles": [{"name": "metro", "rtt_us": 1000, "regions": ["CN-BJ", "CN-TJ"]}],
+        "rtt": [{"a": "CN-GZ", "b": "CN-HE", "rtt_us": gz_he_us}],
+        **extra,
+    }
+
+
+async def _rtt_of_far(ctx: ResolverContext, handle: str) -> Any:
+    query = {"within": "far.prov", "near": {"region": "CN-HE"}, "order": ["latency"]}
+    out = await ctx.call("catalogue.search", handle=handle, query=query, now=NOW)
+    check(out.ok is not None, f"search: {out.brief()}")
+    assert out.ok is not None
+    results = out.ok.get("results", [])
+    check_equal([r["name"] for r in results], ["far.prov"], "the offer")
+    return results[0].get("rtt_us")
+
+
+@s.case(
+    16,
+    "a catalogue ranks by the registry's verified latency model, never a forged or older one",
+    "REQ-RES-015",
+    "REQ-QRY-066",
+    "REQ-QRY-067",
+)
+async def catalogue_latency_model(ctx: ResolverContext) -> None:
+    """A catalogue ... that ranks by a registry's published latency model MUST verify the
+    latency-model envelope as it verifies heads ... MUST refuse, and keep the model it holds, a
+    model whose version is below that of a model it has accepted (SERIAL_ROLLBACK) and a model
+    with the same version but a different body (HEAD_MISMATCH)."""
+    from cid.signing import SigningKey
+
+    pki = Pki()
+    feed, _ = _catalogue_feed(pki)
+    feed.add("put", pki.offer("far.prov", _GZ_NO_RTT, ns="prov"))
+    reg = await _serve_feed(ctx, feed)
+    handle = await ctx.catalogue(pki, reg.url)
+    check((await ctx.call("catalogue.sync", handle=handle, now=NOW)).ok is not None, "sync failed")
+    reg.latency_model = (200, pki.latency_model(_model(2)))
+    out = await ctx.call("catalogue.latency_model", handle=handle, now=NOW)
+    check(out.ok is not None, f"a valid latency model was refused: {out.brief()}")
+    check_equal(await _rtt_of_far(ctx, handle), 2000, "the model's RTT from CN-GZ to CN-HE")
+
+    tampered = pki.latency_model(_model(3))
+    tampered["body"]["rtt"][0]["rtt_us"] = 1
+    invalid = _model(3)
+    invalid["circles"].append(dict(invalid["circles"][0]))  # two circles of one name
+    attempts: list[tuple[str, dict[str, Any], int]] = [
+        ("a tampered model", tampered, 2001),
+        ("a model signed by a key that is not a service key",
+         pki.latency_model(_model(3, 1), key=SigningKey.generate()), 2002),
+        ("a model of a lower version", pki.latency_model(_model(1, 1)), 2006),
+        ("another model under the held version", pki.latency_model(_model(2, 1)), 2010),
+        ("a model breaking Table 7-14 (two circles of one name)", pki.latency_model(invalid), 1003),
+        ("an expired model", pki.latency_model(_model(3, 1), at=NOW - 2 * 3600), 2004),
+    ]  # fmt: skip
+    for what, envelope, code in attempts:
+        reg.latency_model = (200, envelope)
+        out = await ctx.call("catalogue.latency_model", handle=handle, now=NOW)
+        check(out.ok is None, f"{what} was accepted")
+        check_equal(out.code, code, f"the error for {what}")
+        check_equal(await _rtt_of_far(ctx, handle), 2000, f"the RTT after {what}")
+    # the held model re-signed later is the same model, not a conflict
+    reg.latency_model = (200, pki.latency_model(_model(2), at=NOW + 10))
+    out = await ctx.call("catalogue.latency_model", handle=handle, now=NOW + 10)
+    check(out.ok is not None, f"the held model, re-signed, was refused: {out.brief()}")

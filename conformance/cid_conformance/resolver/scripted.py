@@ -70,6 +70,8 @@ class ScriptedRegistry:
     """Scripted pages by ``since``; other positions are served from :attr:`feed`."""
     feed: Feed | None = None
     snapshot: Script | None = None
+    latency_model: Script | None = None
+    """The answer to ``GET /v1/latency-model``; NOT_FOUND (rule ``latency_model``) when None."""
     down: bool = False
     hits: Counter[str] = field(default_factory=Counter)
     feed_since: list[int] = field(default_factory=list)
@@ -81,6 +83,7 @@ class ScriptedRegistry:
         app.router.add_get("/v1/names/{name}", self._name)
         app.router.add_get("/v1/feed", self._feed)
         app.router.add_get("/v1/snapshot", self._snapshot)
+        app.router.add_get("/v1/latency-model", self._latency_model)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -128,6 +131,11 @@ class ScriptedRegistry:
     async def _snapshot(self, request: web.Request) -> web.Response:
         self.hits["snapshot"] += 1
         return self._run(self.snapshot, problem(6004, "UNAVAILABLE", 503))
+
+    async def _latency_model(self, request: web.Request) -> web.Response:
+        self.hits["latency-model"] += 1
+        default = problem(3001, "NOT_FOUND", 404, "no latency model", rule="latency_model")
+        return self._run(self.latency_model, default)
 
 
 def closed_port_url() -> str:
@@ -232,6 +240,19 @@ class Pki:
     ) -> dict[str, Any]:
         hdr = header(typ, ".", serial=max(int(body["rseq"]), 1), nbf=at, exp=at + 3600, iat=at)
         return sign(hdr, {**body, "at": at}, [key or self.service])
+
+    def latency_model(
+        self,
+        body: dict[str, Any],
+        *,
+        at: int = NOW,
+        key: SigningKey | None = None,
+        serial: int | None = None,
+    ) -> dict[str, Any]:
+        """A ``cid.latency.model`` envelope ([REQ-REG-065]), by the service key unless ``key``."""
+        version = int(body.get("version", 1)) if serial is None else serial
+        hdr = header("cid.latency.model", ".", serial=version, nbf=at, exp=at + 3600, iat=at)
+        return sign(hdr, body, [key or self.service])
 
 
 def answer(name: str, records: Sequence[dict[str, Any]], proof: Sequence[dict[str, Any]]) -> Reply:
