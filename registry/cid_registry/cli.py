@@ -134,7 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
         "are served here rather than referred [CID_REGISTRY_SELF_URL]",
     )
     serve.add_argument(
-    serve.add_argument(
         "--latency-model",
         default=_env("LATENCY_MODEL", "default"),
         metavar="FILE|default|none",
@@ -142,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "/v1/latency-model: a JSON LatencyModel file, 'default' (the library's model of "
         "China's backbone) or 'none' [CID_REGISTRY_LATENCY_MODEL] (default: %(default)s)",
     )
+    serve.add_argument(
         "--ready-file",
         default=None,
         help="write 'host port' here once listening (for scripts and tests)",
