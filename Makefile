@@ -41,6 +41,7 @@ schemas: $(STAMP)
 vectors: $(STAMP)
 	$(PY) spec/vectors/generate.py
 	$(PY) spec/vectors/gen_identifiers.py
+	$(PY) spec/vectors/gen_query_text.py
 
 conformance-matrix: $(STAMP)
 	$(PY) -m cid_conformance.matrix
