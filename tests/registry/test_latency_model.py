@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,21 @@ NEAR_HE = Query.model_validate({
     "class": "general", "near": {"region": "CN-HE", "max_rtt_us": 3000},
     "currency": "CNY", "order": ["latency", "cost"],
 })  # fmt: skip
+
+
+@asynccontextmanager
+async def replica_behind_proxy(backend: Backend, env: Env) -> AsyncIterator[tuple[Catalogue, Any]]:
+    """A registry publishing CLOSE_GZ and a synced catalogue that reaches it through a proxy."""
+    async with registry(backend, env, latency_model=CLOSE_GZ) as url, \
+            RegistryClient(url) as client, proxy_for(url) as (purl, proxy):  # fmt: skip
+        await env.bootstrap(client)
+        catalogue = Catalogue(purl, [env.operator.root.public_key], clock=env.clock,
+                              registry_model=True)  # fmt: skip
+        await catalogue.sync()
+        try:
+            yield catalogue, proxy
+        finally:
+            await catalogue.close()
 
 
 def _service(env: Env) -> dict[str, PublicKey]:
@@ -130,12 +147,7 @@ async def test_search_and_catalogue_rank_with_the_published_model(backend: Backe
 async def test_catalogue_refuses_a_forged_or_rolled_back_model(backend: Backend) -> None:
     """REQ-RES-015: a tampered body or an older version never replaces the held model."""
     env = Env()
-    async with registry(backend, env, latency_model=CLOSE_GZ) as url, \
-            RegistryClient(url) as client, proxy_for(url) as (purl, proxy):  # fmt: skip
-        await env.bootstrap(client)
-        catalogue = Catalogue(purl, [env.operator.root.public_key], clock=env.clock,
-                              registry_model=True)  # fmt: skip
-        await catalogue.sync()
+    async with replica_behind_proxy(backend, env) as (catalogue, proxy):
         held = catalogue.latency
         assert held == CLOSE_GZ
 
@@ -164,19 +176,13 @@ async def test_catalogue_refuses_a_forged_or_rolled_back_model(backend: Backend)
         with pytest.raises(SerialRollbackError):
             await catalogue.update_latency_model()
         assert catalogue.models is old and catalogue.latency == v2
-        await catalogue.close()
 
 
 @pytest.mark.asyncio
 async def test_catalogue_fetches_the_model_again_each_half_window(backend: Backend) -> None:
     """REQ-RES-015: SHOULD fetch again once per validity window; sync does it when due."""
     env = Env()
-    async with registry(backend, env, latency_model=CLOSE_GZ) as url, \
-            RegistryClient(url) as client, proxy_for(url) as (purl, proxy):  # fmt: skip
-        await env.bootstrap(client)
-        catalogue = Catalogue(purl, [env.operator.root.public_key], clock=env.clock,
-                              registry_model=True)  # fmt: skip
-        await catalogue.sync()
+    async with replica_behind_proxy(backend, env) as (catalogue, proxy):
         fetched = [k for k in proxy.recorded if k.startswith("/v1/latency-model")]
         assert len(fetched) == 1
         proxy.recorded.clear()
@@ -185,7 +191,6 @@ async def test_catalogue_fetches_the_model_again_each_half_window(backend: Backe
         env.clock.advance(MODEL_LIFETIME_S // 2)
         await catalogue.sync()
         assert [k for k in proxy.recorded if k.startswith("/v1/latency-model")]
-        await catalogue.close()
 
 
 @pytest.mark.asyncio
