@@ -1138,8 +1138,10 @@ async def cache_control(ctx: RegistryContext) -> None:
     9, "ETag and If-None-Match: 304 with the same headers and no body", "REQ-REG-033", writes=True
 )
 async def etag(ctx: RegistryContext) -> None:
-    """It MUST carry an ETag ... and a request whose If-None-Match header equals that entity tag
-    MUST be answered 304 (Not Modified) with the same Cache-Control and ETag and no body."""
+    """It MUST carry a strong ETag computed from ... the response's encoding, so that it changes
+    whenever the answer does and differs between the JSON and the MessagePack representation ...
+    a request whose If-None-Match header lists that entity tag MUST be answered 304 (Not Modified)
+    with the same Cache-Control and ETag and no body."""
     w = await ctx.world()
     rel = ctx.unique()
     await ctx.accepted(ctx.sign_as(w, "offer", rel, data.GUIZHOU, serial=1))
@@ -1148,6 +1150,9 @@ async def etag(ctx: RegistryContext) -> None:
     check(tag, "a resolve answer without ETag")
     again = await ctx.resolve(w.name(rel))
     check_equal(again.headers.get("ETag"), tag, "ETag of the same answer asked again")
+    packed = await ctx.get(f"/v1/names/{name_segment(w.name(rel))}", accept=MSGPACK)
+    ptag = packed.headers.get("ETag")
+    check(ptag not in (None, tag), f"the MessagePack representation's ETag {ptag!r} is not its own")
     cached = await ctx.resolve(w.name(rel), headers={"If-None-Match": str(tag)})
     check(cached.status == 304, f"If-None-Match with the current ETag: {cached.brief()}")
     check(cached.body == b"", "a 304 answer has a body")
