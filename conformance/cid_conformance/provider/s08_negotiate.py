@@ -57,6 +57,7 @@ async def _rejected(ctx: ProviderContext, p: Provider, neg: Neg, reason: str, wh
     "REQ-NEG-014",
     "REQ-NEG-015",
     "REQ-PRV-010",
+    "REQ-PRV-013",
     writes=True,
 )
 async def quote_answers_demand(ctx: ProviderContext) -> None:
@@ -64,7 +65,9 @@ async def quote_answers_demand(ctx: ProviderContext) -> None:
     rejection ... Every provider message of a negotiation MUST have sub the offer and a serial one
     greater than the message it answers (2 for the answer to a demand). A quote answers one demand:
     its demand MUST be the digest of that demand's envelope, and offer, offer_serial, quantity and
-    duration_s MUST equal the demand's, start MUST lie in the demand's start window ..."""
+    duration_s MUST equal the demand's, start MUST lie in the demand's start window ... A quote's
+    quote_id MUST contain at least 128 random bits; its expires MUST NOT be later than the offer
+    version's effective expiry ..., and its envelope's exp MUST be expires."""
     p = await ctx.provider()
     neg = await ctx.quote(p)
     issues = quote_issues(p, neg, offer_expiry=await offer_expiry(ctx, p))
