@@ -333,6 +333,25 @@ def receipt_usage_off(provider: Any) -> None:
     _reseal_receipts(provider, change, provider.service_key)
 
 
+def short_status_nonces(provider: Any) -> None:
+    """Statuses carry a nonce of 16 characters (96 bits), the same every time."""
+    book = invoker(provider).book
+
+    def make(orig: Any) -> Any:
+        def sign_status(rec: Any, *, now: int) -> Envelope:
+            env = orig(rec, now=now)
+            h = env.header
+            new = seal(dict(env.body_value), typ=h.typ, sub=h.sub, serial=h.serial,
+                       key=provider.service_key, nbf=h.nbf, exp=h.exp,
+                       nonce="0123456789abcdef")  # fmt: skip
+            rec.statuses[-1] = new
+            return new
+
+        return sign_status
+
+    wrap(book, "_sign_status", make)
+
+
 def rewrite_code(old: int, new: int, name: str, status: int) -> Middleware:
     @web.middleware
     async def mw(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -411,6 +430,9 @@ VARIANTS: dict[str, Variant] = {
         [rewrite_code(4007, 4000, "NEGOTIATION_FAILED", 409)],
     ),
     "REPLAY_DETECTED with HTTP 400": Variant("REQ-PRV-003", {"provider/15/6"}, [replay_status_400]),
+    "predictable nonces in statuses": Variant(
+        "REQ-SEC-008", {"provider/15/10"}, patch=short_status_nonces
+    ),
     "labels MessagePack application/msgpack": Variant(
         "REQ-PRV-002", {"provider/15/4"}, [msgpack_label]
     ),
