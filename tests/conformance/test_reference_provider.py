@@ -76,3 +76,20 @@ async def test_only_one_case_and_usage_errors(tmp_path: Path) -> None:
             with pytest.raises(SystemExit) as e:
                 await run_suite([a for a in args if a not in drop])
             assert e.value.code == 2
+        for extra in (["--image", "{"], ["--max-wait", "-1"], ["--requester-key", "/nonexistent"]):
+            with pytest.raises(SystemExit) as e:
+                await run_suite([*args, *extra])
+            assert e.value.code == 2, extra
+        with pytest.raises(SystemExit) as e:
+            await run_suite(["provider", "ftp://x", *args[2:]])
+        assert e.value.code == 2
+
+
+async def test_unreachable_provider_fails_cleanly(tmp_path: Path) -> None:
+    """A provider that does not answer fails the cases (a target fault), not the suite."""
+    async with reference_provider(tmp_path) as dep:
+        args = dep.args("--allow-writes", "--only", "provider/15/2", "--only", "provider/8/1")
+        args[1] = "http://127.0.0.1:9"
+        code, results = await run_suite(args)
+    assert not errors(results), errors(results)
+    assert code == 1 and {r.status.label for r in results} == {"fail"}

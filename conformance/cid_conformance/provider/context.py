@@ -36,6 +36,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import aiohttp
+
 from cid.envelope import Envelope
 from cid.errors import CidError
 from cid.identifier import Identifier
@@ -178,13 +180,19 @@ class ProviderContext:
 
     async def get(self, path: str, **kw: Any) -> Reply:
         kw.setdefault("accept", JSON)
-        return self._record(await self.http.get(path, **kw))
+        return await self.request("GET", path, **kw)
 
     async def request(self, method: str, path: str, **kw: Any) -> Reply:
-        return self._record(await self.http.request(method, path, **kw))
+        try:
+            return self._record(await self.http.request(method, path, **kw))
+        except (aiohttp.ClientError, TimeoutError) as e:
+            fail(f"{method} {self.http.base}{path}: no answer from the provider ({e!r})")
 
     async def post(self, path: str, value: Any, **kw: Any) -> Reply:
-        return self._record(await self.http.post_value(path, value, **kw))
+        try:
+            return self._record(await self.http.post_value(path, value, **kw))
+        except (aiohttp.ClientError, TimeoutError) as e:
+            fail(f"POST {self.http.base}{path}: no answer from the provider ({e!r})")
 
     # -- expectations ---------------------------------------------------------------------------
 
@@ -268,9 +276,12 @@ class ProviderContext:
             return self._provider
 
     async def _resolve(self, name: str, types: str) -> tuple[list[Any], dict[str, Any]]:
-        reply = await self.registry.get(
-            f"/v1/names/{name_segment(name)}", query={"types": types}, accept=JSON
-        )
+        try:
+            reply = await self.registry.get(
+                f"/v1/names/{name_segment(name)}", query={"types": types}, accept=JSON
+            )
+        except (aiohttp.ClientError, TimeoutError) as e:
+            fail(f"the registry {self.registry.base} does not answer ({e!r})")
         if reply.status != 200:
             fail(f"the registry does not resolve {name} ({types}): {reply.brief()}")
         answer = reply.value()
