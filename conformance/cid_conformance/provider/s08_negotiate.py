@@ -404,7 +404,7 @@ async def demand_rules(ctx: ProviderContext) -> None:
         ({"duration_s": 31_536_001}, "duration_s", None),
     ):
         reply = (await ctx.send_demand(ctx.demand(p, **changes))).reply
-        ctx.expect_error(reply, 1003, field=(field, f"body.{field}"), rule=rule, what=str(changes))
+        ctx.expect_error(reply, 1003, field=f"body.{field}", rule=rule, what=str(changes))
 
 
 @s.case(

@@ -520,7 +520,7 @@ async def task_model(ctx: ProviderContext) -> None:
     async with ctx.deal() as (p, neg):
         digest = "0" * 64
         for changes, rule, where in (
-            ({"command": ..., "image": ...}, "command_or_image", None),
+            ({"command": ..., "image": ...}, "command_or_image", "body.command"),
             ({"inputs": [{"path": "a.txt"}]}, "input_source", "body.inputs.0"),
             ({"inputs": [{"path": "../x", "sha256": digest}]}, "path", "body.inputs.0"),
             (
