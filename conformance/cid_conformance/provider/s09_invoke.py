@@ -880,7 +880,12 @@ async def reason_tokens(ctx: ProviderContext) -> None:
     provider."""
     seen = set()
     for reply in ctx.seen.replies:
-        if reply.status != 200 or reply.encoding is None or "/v1/invoke/tasks/" not in reply.path:
+        if (
+            reply.method != "GET"
+            or reply.status != 200
+            or reply.encoding is None
+            or "/v1/invoke/tasks/" not in reply.path
+        ):
             continue
         value = reply.value()
         if isinstance(value, dict) and isinstance(value.get("body"), dict):

@@ -291,3 +291,28 @@ async def provider_nonces(ctx: ProviderContext) -> None:
         check(len(nonce) >= 22, f"{what} carries the nonce {nonce!r}, shorter than 128 bits")
         check(nonce not in seen, f"{what} repeats the nonce of {seen.get(nonce)}")
         seen[nonce] = what
+
+
+@s.case(
+    11,
+    "HEAD of a negotiation and of a task answers as GET does, without a body",
+    "REQ-PRV-001",
+    writes=True,
+)
+async def head_routes(ctx: ProviderContext) -> None:
+    """... a GET route also answers HEAD."""
+    async with ctx.deal() as (p, neg):
+        task = await ctx.run(p, neg)
+        await ctx.finished(p, task.task_id)
+        for path in (
+            f"/v1/negotiate/{neg.digest}",
+            f"/v1/invoke/tasks/{task.task_id}",
+            f"/v1/invoke/tasks/{task.task_id}/result",
+            f"/v1/invoke/tasks/{task.task_id}/stdout",
+            f"/v1/invoke/agreements/{neg.agreement_id}/receipts",
+        ):
+            got, head = await ctx.get(path), await ctx.request("HEAD", path, accept=JSON)
+            check(got.status == 200, f"GET {path}: {got.brief()}")
+            check(head.status == 200, f"HEAD {path} -> {head.status}, GET -> 200")
+            check(head.body == b"", f"HEAD {path} answered a body")
+            check_equal(head.media_type, got.media_type, f"HEAD {path}'s Content-Type")
