@@ -1,16 +1,21 @@
 """Registry benchmark (issue 3), in one run, on this machine.
 
-Reports:
+Reports, side by side (ratios within the same run, since the machine may be loaded):
+* signed registrations/s as a ratio of raw Ed25519 verifies/s measured in the
+  same run, through the batch endpoint (how a provider publishes many offers)
+  and as single-record POSTs from 32 concurrent clients; each record is fully
+  verified, committed (fsynced) and indexed. Also the registry process's CPU
+  time per registration (from /proc), as a ratio of the CPU time of one raw
+  verify: the figure least disturbed by other load on the machine;
 * resolve-by-identifier requests/s and p50/p99 under concurrent load, as a
   ratio of a minimal aiohttp "hello" handler measured the same way in the same run;
-* signed registrations/s (the batch endpoint; each record fully verified and
-  committed), as a ratio of raw Ed25519 verifies/s measured in the same run;
 * search requests/s and p50/p99 on a catalogue of N offers (default 100k),
   for a selective, a medium and a broad query.
 
 Load comes from ``wrk`` (Debian package ``wrk``) when it is installed, else
-from an aiohttp load generator in another process. The registry is one
-process on the embedded SQLite store; the load generator gets the other core.
+from an aiohttp load generator in another process; single-record POSTs always
+come from the aiohttp load generator (each envelope is sent once). The registry
+is one process on the embedded SQLite store; the load generator gets the other core.
 
     .venv/bin/python benchmarks/bench_registry.py [--offers 100000] [--seconds 5] [--quick]
 """
@@ -37,7 +42,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import aiohttp  # noqa: E402
+
 from catalogue import generate  # noqa: E402
+from cid import codec  # noqa: E402
 from cid import examples as ex  # noqa: E402
 from cid.client import RegistryClient  # noqa: E402
 from cid.envelope import sign_record  # noqa: E402
@@ -92,6 +100,43 @@ LOADGEN = textwrap.dedent(
     asyncio.run(main())
     """
 )
+
+
+POSTGEN = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    import aiohttp
+    url, path, conns = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    bodies = open(path, "rb").read().split(b"\\n")
+    async def main():
+        lat, errors, queue = [], [], list(reversed(bodies))
+        headers = {"Content-Type": "application/cid+json"}
+        async def worker(s):
+            while queue:
+                body = queue.pop()
+                t0 = time.perf_counter()
+                async with s.post(url, data=body, headers=headers) as r:
+                    text = await r.read()
+                    if r.status not in (200, 201):
+                        errors.append(text[:300].decode(errors="replace"))
+                lat.append(time.perf_counter() - t0)
+        conn = aiohttp.TCPConnector(limit=conns)
+        async with aiohttp.ClientSession(connector=conn) as s:
+            t0 = time.perf_counter()
+            await asyncio.gather(*[worker(s) for _ in range(conns)])
+            elapsed = time.perf_counter() - t0
+        lat.sort()
+        print(json.dumps({"rps": len(lat) / elapsed, "p50": lat[len(lat)//2] * 1e3,
+                          "p99": lat[int(len(lat)*0.99)] * 1e3, "errors": errors[:3]}))
+    asyncio.run(main())
+    """
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_ready(path: Path, proc: subprocess.Popen[bytes]) -> str:
@@ -155,53 +200,72 @@ def load(
     return json.loads(out)
 
 
-def raw_verify_rate(seconds: float = 1.0) -> float:
+def raw_verify_rate(seconds: float = 1.0) -> tuple[float, float]:
+    """Raw Ed25519 verifies of a 1,100-byte message: (per second, CPU seconds per verify)."""
     key = SigningKey.generate()
     data = b"x" * 1100
     sig = key.sign(data)
     pub = key.public_key
     n = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         for _ in range(200):
             pub.verify(sig, data)
         n += 200
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
 
 
-async def populate(
-    url: str,
-    offers: list[Any],
-    provider: SigningKey,
-    now: int,
-    *,
-    concurrency: int = 2,
-    chunk: int = 500,
-) -> float:
-    """Register pre-signed offers via the batch endpoint; returns registrations/s."""
-    envs = [
+def sign_all(offers: list[Any], provider: SigningKey, now: int) -> list[Any]:
+    return [
         sign_record(
             o.offer, name=o.name, serial=1, key=provider, nbf=now - 60, exp=now + 86_400, ttl=300
         ).envelope
         for o in offers
     ]
-    chunks = [envs[i : i + chunk] for i in range(0, len(envs), chunk)]
-    queue: asyncio.Queue[list[Any]] = asyncio.Queue()
-    for c in chunks:
-        queue.put_nowait(c)
 
-    async def worker(client: RegistryClient) -> None:
+
+async def populate(url: str, envs: list[Any], *, concurrency: int = 2, chunk: int = 500) -> float:
+    """Register pre-signed offers via the batch endpoint; returns registrations/s."""
+    bodies = [
+        codec.encode_json({"records": [e.to_value() for e in envs[i : i + chunk]]})
+        for i in range(0, len(envs), chunk)
+    ]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for b in bodies:
+        queue.put_nowait(b)
+    headers = {"Content-Type": "application/cid+json", "Accept": "application/cid+json"}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
-            batch = queue.get_nowait()
-            results = await client.submit_batch(batch)
-            bad = [r for r in results if not isinstance(r, dict)]
-            if bad:
-                raise RuntimeError(f"registration refused: {bad[0]}")
+            body = queue.get_nowait()
+            async with session.post(url + "/v1/records/batch", data=body, headers=headers) as r:
+                answer = codec.decode_json(await r.read(), codec.DEFAULT_LIMITS.scaled(
+                    max_bytes=64 * 1024 * 1024, max_array=100_000))  # fmt: skip
+            bad = [item for item in answer["results"] if "ok" not in item]
+            if r.status != 200 or bad:
+                raise RuntimeError(f"registration refused: {bad[:1] or answer}")
 
-    async with RegistryClient(url, timeout_s=600) as client:
+    timeout = aiohttp.ClientTimeout(total=600)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
         t0 = time.perf_counter()
-        await asyncio.gather(*[worker(client) for _ in range(concurrency)])
+        await asyncio.gather(*[worker(session) for _ in range(concurrency)])
         return len(envs) / (time.perf_counter() - t0)
+
+
+def post_singles(url: str, envs: list[Any], tmp: Path, conns: int) -> dict[str, Any]:
+    """POST each envelope once to /v1/records from ``conns`` concurrent clients (another process)."""
+    path = tmp / "singles.ndjson"
+    path.write_bytes(b"\n".join(e.encode("json") for e in envs))
+    out = subprocess.run(
+        [sys.executable, "-c", POSTGEN, url + "/v1/records", str(path), str(conns)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    if result["errors"]:
+        raise RuntimeError(f"single registration refused: {result['errors'][0]}")
+    return result
 
 
 async def delegate_all(
@@ -221,15 +285,28 @@ async def delegate_all(
             await client.submit(d)
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--offers", type=int, default=100_000, help="catalogue size for search")
     parser.add_argument("--seconds", type=float, default=5.0, help="duration of each load run")
     parser.add_argument("--conns", type=int, default=32)
+    parser.add_argument(
+        "--singles", type=int, default=5000, help="offers registered by single POSTs"
+    )
     parser.add_argument("--quick", action="store_true", help="small and short (smoke run)")
     args = parser.parse_args()
     if args.quick:
-        args.offers, args.seconds = 5_000, 2.0
+        args.offers, args.seconds, args.singles = 5_000, 2.0, 1_000
 
     tmp = Path(tempfile.mkdtemp(prefix="cid-bench-"))
     root, service, provider = ex.root_key(), SigningKey.generate(), ex.provider_key()
@@ -280,21 +357,52 @@ def main() -> int:
         now = int(time.time())
         offers = generate(args.offers, now=now)
         asyncio.run(delegate_all(reg, root, provider, offers, now))
+        args.singles = min(args.singles, len(offers) // 2)
 
+        load1, load5, load15 = os.getloadavg()
         print(f"# cid registry benchmark - {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(
-            f"# {platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}, "
-            f"load: {'wrk' if shutil.which('wrk') else 'aiohttp loadgen'} -c{args.conns} "
-            f"{args.seconds:g}s per run; registry: 1 process, SQLite store\n"
+            f"# {platform.machine()} {os.cpu_count()} cores ({_cpu_model()}), "
+            f"python {platform.python_version()}, load average {load1:.2f} {load5:.2f} "
+            f"{load15:.2f} at start\n# load: {'wrk' if shutil.which('wrk') else 'aiohttp loadgen'}"
+            f" -c{args.conns} {args.seconds:g}s per run; registry: 1 process, SQLite store\n"
         )
 
-        verify_rate = raw_verify_rate()
-        reg_rate = asyncio.run(populate(reg, offers, provider, now))
-        print(f"{'registrations':<44} {'per s':>10} {'x raw verify':>13}")
-        print(f"{'raw Ed25519 verify (same machine, 1 core)':<44} {verify_rate:>10.0f} {1:>13.2f}")
+        singles = offers[: args.singles]
+        t_sign = time.perf_counter()
+        single_envs = sign_all(singles, provider, now)
+        batch_envs = sign_all(offers[len(singles) :], provider, now)
+        t_sign = time.perf_counter() - t_sign
+        verify_rate, verify_cpu = raw_verify_rate()
+        reg_pid = procs[0].pid
+        c0 = cpu_seconds(reg_pid)
+        single = post_singles(reg + "", single_envs, tmp, args.conns) if single_envs else None
+        single_cpu = (cpu_seconds(reg_pid) - c0) / max(1, len(single_envs))
+        c0 = cpu_seconds(reg_pid)
+        batch_rate = asyncio.run(populate(reg, batch_envs))
+        batch_cpu = (cpu_seconds(reg_pid) - c0) / len(batch_envs)
+        print(f"{'registrations':<58} {'per s':>8} {'x raw':>6} {'CPU us':>7} {'CPU x raw':>9}")
         print(
-            f"{f'signed registrations ({len(offers)} via batch)':<44} {reg_rate:>10.0f} "
-            f"{reg_rate / verify_rate:>13.2f}\n"
+            f"{'raw Ed25519 verify (same machine, 1 core)':<58} {verify_rate:>8.0f} {1:>6.2f} "
+            f"{verify_cpu * 1e6:>7.1f} {1:>9.2f}"
+        )
+        label = f"signed registrations, batch endpoint ({len(batch_envs)} in batches of 500)"
+        print(
+            f"{label:<58} {batch_rate:>8.0f} {batch_rate / verify_rate:>6.2f} "
+            f"{batch_cpu * 1e6:>7.1f} {verify_cpu / batch_cpu:>9.2f}"
+        )
+        if single is not None:
+            label = f"signed registrations, single POSTs ({len(single_envs)}, {args.conns} clients)"
+            print(
+                f"{label:<58} {single['rps']:>8.0f} {single['rps'] / verify_rate:>6.2f} "
+                f"{single_cpu * 1e6:>7.1f} {verify_cpu / single_cpu:>9.2f}"
+            )
+            print(
+                f"  single POSTs: p50 {single['p50']:.2f} ms, p99 {single['p99']:.2f} ms "
+                f"(each answered once its write is fsynced)"
+            )
+        print(
+            f"  (signing the {len(offers)} offers for the run took {t_sign:.0f} s, client side)\n"
         )
 
         name = offers[0].name.to_text()

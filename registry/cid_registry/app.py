@@ -818,8 +818,9 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
         # keep up with writes by other processes sharing the store ([REQ-REG-012])
         while not stop.is_set():
             try:
-                await store.wait_for_change(follower.applied, 1.0)
-                await follower.catch_up()
+                head = await store.wait_for_change(follower.applied, 1.0)
+                if head > follower.applied:
+                    await follower.catch_up(head)
             except asyncio.CancelledError:
                 raise
             except Exception:

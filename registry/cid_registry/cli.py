@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -152,6 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+GC_THRESHOLDS = (50_000, 20, 10)
+"""Young-generation collection after 50,000 net allocations instead of 700 (see :func:`tune_gc`)."""
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the request path of a long-running server.
+
+    Everything alive once the catalogue is loaded (the trust state, the search
+    index, the modules) is moved to the permanent generation, where collections
+    never walk it again, and young collections run every 50,000 net allocations
+    rather than every 700: a batch of 500 envelopes allocates tens of thousands
+    of short-lived containers, and with the defaults each batch paid for
+    repeated walks of the whole heap. Memory is still freed by reference
+    counting at once; only reference cycles wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def _serve(args: argparse.Namespace) -> int:
     settings = Settings(
         root_keys=load_public_keys(args.root_keys),
@@ -164,6 +185,7 @@ async def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body,
         search_budget=args.search_budget,
         self_url=args.self_url,
+        latency_model=load_latency_model(args.latency_model),
     )
     if not settings.store.startswith(("postgresql://", "postgres://")):
         directory = os.path.dirname(settings.store.removeprefix("sqlite://"))
@@ -171,13 +193,13 @@ async def _serve(args: argparse.Namespace) -> int:
             os.makedirs(directory, exist_ok=True)
     app = create_app(settings)
     runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_timeout_s, access_log=None)
-    await runner.setup()
+    await runner.setup()  # opens the store and loads the catalogue
+    tune_gc()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
     server = site._server
     port = settings.port
     if server is not None and server.sockets:  # type: ignore[attr-defined]
-        latency_model=load_latency_model(args.latency_model),
         port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     logging.getLogger("cid_registry").info(
         "listening",

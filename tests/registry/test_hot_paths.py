@@ -160,3 +160,18 @@ async def test_envelope_from_value_unchanged(backend: Backend) -> None:
         answer = await client.resolve("gz.ctyun")
         (record,) = answer["records"]
         assert Envelope.from_value(record).encode("msgpack") == env.encode("msgpack")
+
+
+def test_tune_gc_freezes_the_loaded_heap() -> None:
+    import gc
+
+    from cid_registry.cli import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
