@@ -98,8 +98,6 @@ PARTIAL: Final[dict[str, str]] = {
     "produce never runs; a fetched input whose digest differs needs a URL the provider fetches",
     "REQ-INV-014": "the variables reach the task and no other task; 'exactly these' is seen only "
     "through the task's own view",
-    "REQ-INV-025": "the wall_s, cpu_s and output_bytes limits; memory_mib depends on how the "
-    "platform accounts memory and is not provoked",
     "REQ-INV-031": "output_bytes and the bounds of usage; the measurement itself is the provider's",
     "REQ-INV-033": "the receipts a provider issues pass the requester's checks; refusing bad "
     "receipts is the suite's own behaviour",

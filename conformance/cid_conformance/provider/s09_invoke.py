@@ -685,7 +685,7 @@ async def result_too_early(ctx: ProviderContext) -> None:
 
 @s.case(
     22,
-    "a task over its wall_s or output_bytes is stopped and fails with limit_wall / limit_output",
+    "a task over its wall_s, cpu_s, memory_mib or output_bytes is stopped and fails with limit_*",
     "REQ-INV-025",
     "REQ-NEG-030",
     "REQ-PRV-040",
@@ -710,7 +710,19 @@ async def enforced_limits(ctx: ProviderContext) -> None:
         spin = await ctx.run(
             p, neg, "while True: pass", limits={**agreed, "cpu_s": 1, "wall_s": 20}
         )
-        for task, reason in ((slow, "limit_wall"), (big, "limit_output"), (spin, "limit_cpu")):
+        hog = await ctx.run(
+            p,
+            neg,
+            "b = bytearray(4096 * 2**20); print(len(b))",
+            limits={**agreed, "memory_mib": min(agreed["memory_mib"], 256)},
+        )
+        ran = (
+            (slow, "limit_wall"),
+            (big, "limit_output"),
+            (spin, "limit_cpu"),
+            (hog, "limit_memory"),
+        )
+        for task, reason in ran:
             env = await ctx.wait_state(p, task.task_id, {"failed"}, timeout=30)
             check_equal(env.body_value.get("reason"), reason, "the reason")
             result, receipt = await _outcome(ctx, p, neg, task)
