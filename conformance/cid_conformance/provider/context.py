@@ -167,8 +167,12 @@ class ProviderContext:
 
     async def close(self) -> None:
         """Withdraw what a failed case left open (best effort)."""
+        await self.release_all()
+
+    async def release_all(self) -> None:
+        """Withdraw every agreement still open, e.g. one a broken provider should have refused."""
         for neg in list(self._open):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(CaseFailed, CidError, aiohttp.ClientError, TimeoutError):
                 await self.withdraw_quietly(neg)
 
     # -- requests ------------------------------------------------------------------------------

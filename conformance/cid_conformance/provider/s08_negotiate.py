@@ -588,14 +588,17 @@ async def accept_key_and_audience(ctx: ProviderContext) -> None:
     ... a provider MUST refuse such a message with another or no aud with VERIFICATION_FAILED."""
     p = await ctx.provider()
     neg = await ctx.quote(p)
-    env = ctx.accept_env(p, neg, key=SigningKey.generate())
-    ctx.expect_error(await ctx.send_accept(neg, env), 2002, what="accept by another key")
-    env = ctx.accept_env(p, neg, aud=f"elsewhere-{secrets.token_hex(3)}")
-    ctx.expect_error(
-        await ctx.send_accept(neg, env), 2000, field="header.aud", rule="audience", what="aud"
-    )
-    view = ctx.expect_ok(await ctx.negotiation(neg.digest), what="GET the negotiation")
-    check_equal(view.get("state"), "quoted", "state after the refused accepts")
+    try:
+        env = ctx.accept_env(p, neg, key=SigningKey.generate())
+        ctx.expect_error(await ctx.send_accept(neg, env), 2002, what="accept by another key")
+        env = ctx.accept_env(p, neg, aud=f"elsewhere-{secrets.token_hex(3)}")
+        ctx.expect_error(
+            await ctx.send_accept(neg, env), 2000, field="header.aud", rule="audience", what="aud"
+        )
+        view = ctx.expect_ok(await ctx.negotiation(neg.digest), what="GET the negotiation")
+        check_equal(view.get("state"), "quoted", "state after the refused accepts")
+    finally:
+        await ctx.release_all()  # what a provider accepted by mistake
 
 
 @s.case(

@@ -250,6 +250,7 @@ async def concurrent_accepts(ctx: ProviderContext) -> None:
 async def units_free(ctx: ProviderContext) -> None:
     """The units_free a provider publishes for an offer (refresh records) SHOULD be the units not
     reserved at the time the record is signed."""
+    await ctx.release_all()  # agreements earlier cases could not end
     async with ctx.deal() as (p, neg):
         deadline = time.monotonic() + min(10.0, ctx.options.max_wait_s)
         free = None
