@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -43,9 +44,10 @@ from cid.errors import CidError
 from cid.identifier import Identifier
 from cid.signing import PublicKey, SigningKey
 
-from ..case import CaseFailed, CaseSkipped, check, fail, skip
+from ..case import CaseFailed, CaseSkipped, Section, check, fail, skip
 from ..registry.checks import verify_resolve_answer
 from ..signed import digest_of, header, key_value, sign
+from ..spec import Level
 from ..wire import JSON, Http, Reply, name_segment
 
 __all__ = [
@@ -54,9 +56,11 @@ __all__ = [
     "Provider",
     "ProviderContext",
     "ProviderOptions",
+    "ProviderSection",
     "Task",
 ]
 
+CaseFn = Callable[[Any], Awaitable[None]]
 DAY: Final = 86_400
 MESSAGE_WINDOW_S: Final = 300
 TASK_WINDOW_S: Final = 600
@@ -698,6 +702,35 @@ class ProviderContext:
 
     async def cancel(self, task_id: str, envelope: dict[str, Any]) -> Reply:
         return await self.post(f"/v1/invoke/tasks/{task_id}/cancel", envelope)
+
+
+class ProviderSection(Section):
+    """A section of provider cases: after each case, whatever agreement it left open is withdrawn
+    (one a broken provider granted by mistake), so that no case inherits reserved units."""
+
+    def case(
+        self,
+        n: int,
+        title: str,
+        *reqs: str,
+        writes: bool = False,
+        clause: Level | None = None,
+        tags: Iterable[str] = (),
+    ) -> Callable[[CaseFn], CaseFn]:
+        register = super().case(n, title, *reqs, writes=writes, clause=clause, tags=tags)
+
+        def wrapped(fn: CaseFn) -> CaseFn:
+            @functools.wraps(fn)
+            async def run(ctx: Any) -> None:
+                try:
+                    await fn(ctx)
+                finally:
+                    await ctx.release_all()
+
+            register(run)
+            return fn
+
+        return wrapped
 
 
 def sha256_hex(data: bytes) -> str:

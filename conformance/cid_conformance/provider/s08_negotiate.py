@@ -10,7 +10,7 @@ from typing import Any
 
 from cid.signing import SigningKey
 
-from ..case import Section, check, check_equal, fail
+from ..case import check, check_equal, fail
 from ..registry.checks import written
 from ..signed import digest_of, sign
 from .checks import (
@@ -19,9 +19,9 @@ from .checks import (
     quote_issues,
     rejection_issues,
 )
-from .context import Neg, Provider, ProviderContext, offer_expiry
+from .context import Neg, Provider, ProviderContext, ProviderSection, offer_expiry
 
-s = Section("provider", "8", "Negotiate")
+s = ProviderSection("provider", "8", "Negotiate")
 
 
 def _other_currency(currency: str) -> str:

@@ -13,12 +13,12 @@ from typing import Any
 
 from cid.signing import SigningKey
 
-from ..case import Section, check, check_equal, fail
+from ..case import check, check_equal, fail
 from ..signed import digest_of
 from .checks import STATUS_REASONS, receipt_issues, result_issues, status_issues
-from .context import TERMINAL, Neg, Provider, ProviderContext, Task, sha256_hex
+from .context import TERMINAL, Neg, Provider, ProviderContext, ProviderSection, Task, sha256_hex
 
-s = Section("provider", "9", "Invoke")
+s = ProviderSection("provider", "9", "Invoke")
 
 SLOW = "import time; time.sleep(60)"
 

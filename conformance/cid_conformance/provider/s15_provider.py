@@ -8,13 +8,13 @@ import time
 
 from cid import codec
 
-from ..case import Section, check, check_equal, fail
+from ..case import check, check_equal, fail
 from ..registry.checks import internals_in, problem_issues
 from ..signed import digest_of
 from ..wire import JSON, MSGPACK
-from .context import ProviderContext
+from .context import ProviderContext, ProviderSection
 
-s = Section("provider", "15", "Provider HTTP binding")
+s = ProviderSection("provider", "15", "Provider HTTP binding")
 
 
 @s.case(
