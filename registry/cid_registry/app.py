@@ -399,7 +399,7 @@ async def post_batch(request: web.Request) -> web.Response:
     envelopes = [p for p in parsed if isinstance(p, Envelope)]
     outcomes = iter(await asyncio.shield(authority.submit_many(envelopes)))
     results: list[dict[str, Any]] = []
-    metrics = request.app[METRICS]
+    ops: dict[str, int] = {}
     for i, item in enumerate(parsed):
         outcome = item if isinstance(item, CidError) else next(outcomes)
         if isinstance(outcome, CidError):
@@ -407,8 +407,12 @@ async def post_batch(request: web.Request) -> web.Response:
             wire.setdefault("detail", {})["index"] = i
             results.append({"error": wire})
         else:
-            metrics.writes.labels(outcome.op if outcome.rseq else "idempotent").inc()
+            op = outcome.op if outcome.rseq else "idempotent"
+            ops[op] = ops.get(op, 0) + 1
             results.append({"ok": _accepted_value(outcome)})
+    writes = request.app[METRICS].writes
+    for op, n in ops.items():
+        writes.labels(op).inc(n)
     return render({"results": results}, encoding)
 
 

@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-GC_THRESHOLDS = (50_000, 20, 10)
-"""Young-generation collection after 50,000 net allocations instead of 700 (see :func:`tune_gc`)."""
+GC_THRESHOLDS = (200_000, 20, 10)
+"""Young collections after 200,000 net allocations instead of 700 (see :func:`tune_gc`)."""
 
 
 def tune_gc() -> None:
@@ -162,7 +162,7 @@ def tune_gc() -> None:
 
     Everything alive once the catalogue is loaded (the trust state, the search
     index, the modules) is moved to the permanent generation, where collections
-    never walk it again, and young collections run every 50,000 net allocations
+    never walk it again, and young collections run every 200,000 net allocations
     rather than every 700: a batch of 500 envelopes allocates tens of thousands
     of short-lived containers, and with the defaults each batch paid for
     repeated walks of the whole heap. Memory is still freed by reference

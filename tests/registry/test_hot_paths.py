@@ -175,3 +175,23 @@ def test_tune_gc_freezes_the_loaded_heap() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.asyncio
+async def test_batch_counts_writes_by_op(backend: Backend) -> None:
+    clock, operator = Clock(), Operator()
+    w = World(clock, operator)
+    async with (
+        serve_in_process(backend.new(), clock=clock, operator=operator) as url,
+        RegistryClient(url) as client,
+        aiohttp.ClientSession() as s,
+    ):
+        await _setup(client, w)
+        a, b = w.offer("a.ctyun"), w.offer("b.ctyun")
+        results = await client.submit_batch([a, b, a, w.offer("a.ctyun", serial=2)])
+        assert [r["op"] for r in results if isinstance(r, dict)] == ["put", "put", "put", "put"]
+        assert [r.get("rseq") for r in results if isinstance(r, dict)][2] is None
+        async with s.get(url + "/metrics") as r:
+            text = await r.text()
+        assert 'cid_registry_writes_total{op="put"} 5.0' in text  # two delegations, three offers
+        assert 'cid_registry_writes_total{op="idempotent"} 1.0' in text
