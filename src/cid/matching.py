@@ -2251,13 +2251,21 @@ class Matcher:
             u, j = divmod(stream, _MINTERM_CLASSES)
             return float(scale[j] * per_unit[u] * edges[b])
 
-        heap: list[tuple[float, int, int]] = []
-        for u in per_unit:
-            for j in range(_MINTERM_CLASSES):
-                stream = u * _MINTERM_CLASSES + j
-                lst = ladder.streams.get(stream)
-                if lst:
-                    heap.append((bound(stream, lst[0]), stream, 0))
+        # the first bucket of every non-empty stream of an accepted unit, bounded at once
+        streams = np.fromiter(ladder.streams.keys(), dtype=np.int64, count=len(ladder.streams))
+        streams = streams[plan.unit_ok[streams // _MINTERM_CLASSES]]
+        firsts = np.fromiter(
+            (ladder.streams[x][0] for x in streams.tolist()), dtype=np.int64, count=len(streams)
+        )
+        u_of, j_of = np.divmod(streams, _MINTERM_CLASSES)
+        bounds0 = (
+            np.asarray(scale, dtype=np.float64)[j_of]
+            * plan.n_of_unit[u_of].astype(np.float64)
+            * _COST_EDGES[firsts]
+        )
+        heap: list[tuple[float, int, int]] = list(
+            zip(bounds0.tolist(), streams.tolist(), [0] * len(streams), strict=True)
+        )
         heapq.heapify(heap)
         n_of_unit = plan.n_of_unit.astype(np.float64)
         st = self._sigs.store
@@ -2448,14 +2456,21 @@ class Matcher:
         parts: list[_Batch] = []
         found: list[npt.NDArray[Any]] = []
         nfound = 0
-        left = np.ones(len(rows), dtype=np.bool_)
+        # rows in rounds of growing size, smallest bounds first: each round is the next
+        # slice of an argpartition of the rows left, whose pivot is the least bound left
+        done = 0
         take = 4 * k
-        while True:
-            idx = np.flatnonzero(left)
-            if len(idx) > take:
-                values = bound[idx]
-                idx = idx[values <= np.partition(values, take - 1)[take - 1]]
-            left[idx] = False
+        n = len(rows)
+        order: I64 = np.arange(n, dtype=np.int64)
+        while done < n:
+            end = min(n, done + take)
+            least_left = None
+            if end < n:
+                rest = order[done:]
+                order[done:] = rest[np.argpartition(bound[rest], end - done)]
+                least_left = bound[order[end]]  # the pivot: no row after it is smaller
+            idx = order[done:end]
+            done = end
             part = self._evaluate(plan, rows[idx], from_driver=from_driver)
             take *= 4
             if len(part):
@@ -2465,12 +2480,11 @@ class Matcher:
                     exact = exact[exact > after * (1 + 4 * tol) if tol else exact > after]
                 found.append(exact)
                 nfound += len(exact)
-            rest = np.flatnonzero(left)
-            if not len(rest):
+            if least_left is None:
                 break
             if nfound >= k:
                 kth = np.partition(np.concatenate(found), k - 1)[k - 1]
-                if (kth * (1 + tol) if tol else kth) < bound[rest].min():
+                if (kth * (1 + tol) if tol else kth) < least_left:
                     break
         return _Batch.concat(parts, self._src(plan))
 
@@ -2478,14 +2492,13 @@ class Matcher:
         """Per row, a lower bound on its oriented ``key`` value, and its tolerance."""
         if key == RankKey.COST:
             return self._cost_bound(plan, rows), _REL
-        hot = self._slots.hot
-        assert hot is not None
-        rec = np.take(hot, rows)
+        # one column gathered, not whole hot records: a bound reads one field
         if key == RankKey.RENEWABLE:
-            return np.where(rec["renew"] >= 0, -rec["renew"], _BIG), 0.0
+            renew = self._slots["renew"][rows]
+            return np.where(renew >= 0, -renew, _BIG), 0.0
         if key == RankKey.AVAILABILITY:
-            return -rec["free"], 0.0
-        return rec["name_key"], 0.0
+            return -self._slots["free"][rows], 0.0
+        return self._slots["name_key"][rows], 0.0
 
     @staticmethod
     def _exact_key(part: _Batch, key: str | None) -> npt.NDArray[Any]:
