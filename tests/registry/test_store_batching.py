@@ -187,3 +187,26 @@ async def test_follower_applies_own_commits_and_reads_others(backend: Backend) -
     names = {Identifier.parse(n) for n in ("a1.ctyun", "a2.ctyun", "b1.ctyun", "a3.ctyun")}
     for index in (index_a, index_b):
         assert set(index._classes) == names
+
+
+async def test_sqlite_head_reads_are_shared_only_before_they_start(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "r.db")
+    await store.open()
+    try:
+        # queued behind a commit: the callers share one read, which runs after both arrived
+        commit = asyncio.ensure_future(store.commit(put("a.ctyun")))
+        await asyncio.sleep(0)  # the commit is handed to the worker thread first
+        first = asyncio.ensure_future(store.head())
+        await asyncio.sleep(0)
+        shared = store._head_read
+        second = asyncio.ensure_future(store.head())
+        await asyncio.sleep(0)
+        assert store._head_read is shared
+        change = await commit
+        assert await first == await second == (1, change.chain)
+        # once a read has run, a later caller reads again and sees later commits
+        change2 = await store.commit(put("b.ctyun"))
+        assert await store.head() == (2, change2.chain)
+        assert store._head_read is None
+    finally:
+        await store.close()

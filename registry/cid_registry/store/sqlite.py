@@ -183,6 +183,20 @@ def _stored_versions(
     return found
 
 
+class _HeadRead:
+    """One head read on the worker thread, shared by the callers queued before it starts."""
+
+    __slots__ = ("future", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.future: asyncio.Future[tuple[int, str]]
+
+    def __call__(self, conn: sqlite3.Connection) -> tuple[int, str]:
+        self.started = True  # set before the read: later callers start a read of their own
+        return _head(conn)
+
+
 # --- the store -----------------------------------------------------------------------------
 
 
@@ -214,6 +228,8 @@ class SqliteStore(Store):
         """Writes waiting for the next group commit, with the future of their caller."""
         self._writing = False
         """Whether a task is committing queued writes."""
+        self._head_read: _HeadRead | None = None
+        """The head read waiting for the worker thread, if any (see :meth:`head`)."""
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -522,8 +538,25 @@ class SqliteStore(Store):
         return await self._run(read)
 
     async def head(self) -> tuple[int, str]:
-        """``(rseq, chain)`` of the last change, ``(0, CHAIN_ZERO)`` when empty."""
-        return await self._run(_head)
+        """``(rseq, chain)`` of the last change, ``(0, CHAIN_ZERO)`` when empty.
+
+        Callers that arrive while a head read is queued but has not started yet
+        share it: it runs after each of them arrived, so its answer is as fresh
+        for all of them as a read of their own (every write path starts with one).
+        """
+        shared = self._head_read
+        if shared is not None and not shared.started:
+            return await asyncio.shield(shared.future)
+        read = _HeadRead()
+        read.future = asyncio.ensure_future(self._run(read))
+        self._head_read = read
+
+        def done(_: object) -> None:
+            if self._head_read is read:
+                self._head_read = None
+
+        read.future.add_done_callback(done)
+        return await asyncio.shield(read.future)
 
     async def wait_for_change(self, since: int, timeout: float) -> int:
         """Wait until the head passes ``since`` (or ``timeout`` seconds); return the head rseq.
