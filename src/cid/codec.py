@@ -239,10 +239,17 @@ def canonicalize(value: Value) -> Value:
     return _sorted_copy(value, not plain)
 
 
+_JSON_SORTED: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=True
+)
+_JSON_AS_IS: Final = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=False
+)
+
+
 def _json_dumps(value: Value, *, sort_keys: bool) -> bytes:
-    return json.dumps(
-        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, sort_keys=sort_keys
-    ).encode("utf-8")
+    # encoders built once: json.dumps with options builds a new one per call
+    return (_JSON_SORTED if sort_keys else _JSON_AS_IS).encode(value).encode("utf-8")
 
 
 def encode_json(value: Value) -> bytes:

@@ -96,6 +96,10 @@ class Namespace:
                 )
 
 
+_Derived = tuple[dict[str, PublicKey], tuple[Namespace, ...]]
+"""A namespace's keys and the namespaces whose windows convey its authority."""
+
+
 def _keymap(keys: Iterable[PublicKey]) -> dict[str, PublicKey]:
     return {k.kid: k for k in keys}
 
@@ -113,6 +117,11 @@ class TrustState:
         self._serials: dict[tuple[Identifier, str], tuple[int, str | None]] = {}
         # revoked key ids per namespace, shared with its Namespace: permanent (REQ-SIG-047)
         self._revoked: dict[Identifier, set[str]] = {_ROOT: root.revoked}
+        # per (namespace, which keys): the keys and the namespaces on its authority path;
+        # derived from the tree alone, so dropped whenever the tree changes (apply)
+        self._derived: dict[
+            tuple[Identifier, bool], tuple[dict[str, PublicKey], tuple[Namespace, ...]]
+        ] = {}
 
     # -- queries --------------------------------------------------------------------
 
@@ -137,10 +146,29 @@ class TrustState:
 
     def check_path(self, ns: Namespace, *, now: int, skew: int = DEFAULT_SKEW_S) -> None:
         """REQ-SIG-049: every delegation and rotation from the root down to ``ns`` is in force."""
-        for ancestor in ns.name.ancestors():
-            other = self._ns.get(ancestor)
-            if other is not None:
+        for other in self._derive(ns, anchors=False)[1]:
+            other.check_windows(now, skew)
+
+    def _derive(self, ns: Namespace, *, anchors: bool) -> _Derived:
+        """``ns``'s usable anchor keys (or current keys) and its authority path, cached."""
+        key = (ns.name, anchors)
+        derived = self._derived.get(key)
+        if derived is None:
+            keys = ns.usable_anchor_keys() if anchors else ns.current_keys()
+            path = tuple(
+                other for a in ns.name.ancestors() if (other := self._ns.get(a)) is not None
+            )
+            derived = self._derived[key] = (keys, path)
+        return derived
+
+    def _keys_on_path(
+        self, ns: Namespace, *, anchors: bool, now: int | None, skew: int
+    ) -> dict[str, PublicKey]:
+        keys, path = self._derive(ns, anchors=anchors)
+        if now is not None:
+            for other in path:
                 other.check_windows(now, skew)
+        return dict(keys)
 
     def authorised_keys(
         self,
@@ -163,22 +191,16 @@ class TrustState:
                     "the root cannot be delegated", field="header.sub", detail={"rule": "root"}
                 )
             ns = self.namespace_for(name.parent())
-            if now is not None:
-                self.check_path(ns, now=now, skew=skew)
-            return ns.current_keys()
+            return self._keys_on_path(ns, anchors=False, now=now, skew=skew)
         if kind == "keyrotation":
             ns_or_none = self._ns.get(name)
             if ns_or_none is None:
                 raise ChainBrokenError(
                     f"{name} is not a delegated namespace", detail={"name": name.to_text()}
                 )
-            if now is not None:
-                self.check_path(ns_or_none, now=now, skew=skew)
-            return ns_or_none.usable_anchor_keys()
+            return self._keys_on_path(ns_or_none, anchors=True, now=now, skew=skew)
         ns = self.namespace_for(name)
-        if now is not None:
-            self.check_path(ns, now=now, skew=skew)
-        return ns.current_keys()
+        return self._keys_on_path(ns, anchors=False, now=now, skew=skew)
 
     def explain_unknown(self, name: Identifier, kid: str) -> CidError:
         """The right error for a signature by ``kid`` not authorised at ``name`` ([REQ-SIG-048])."""
@@ -248,6 +270,7 @@ class TrustState:
         name = record.name
         body = record.body
         header = record.header
+        self._derived.clear()
         if isinstance(body, DelegationBody):
             self._bump(name, "delegation", record)
             old = self._ns.get(name)

@@ -195,3 +195,42 @@ async def test_batch_counts_writes_by_op(backend: Backend) -> None:
             text = await r.text()
         assert 'cid_registry_writes_total{op="put"} 5.0' in text  # two delegations, three offers
         assert 'cid_registry_writes_total{op="idempotent"} 1.0' in text
+
+
+def test_trust_key_cache_follows_every_change() -> None:
+    """The trust state's cached keys and authority paths are dropped whenever the tree changes."""
+    from cid.errors import ChainBrokenError
+    from cid.identifier import Identifier
+    from cid.record import KeyRotationBody, TombstoneBody
+    from cid.signing import SigningKey
+    from cid.trust import TrustState
+
+    root, anchor, signer = ex.root_key(), ex.provider_key(), SigningKey.generate()
+    now = ex.EPOCH + 60
+    trust = TrustState([root.public_key])
+    name = Identifier.parse("pool.ctyun")
+
+    def add(body: object, at: str, key: SigningKey, serial: int, exp: int = now + 600) -> None:
+        rec = sign_record(body, name=at, serial=serial, key=key, nbf=now - 1, exp=exp)  # type: ignore[arg-type]
+        trust.add(rec.envelope, now=now)
+
+    add(ex.delegation(anchor), "ctyun", root, 1)
+    assert set(trust.authorised_keys(name, now=now)) == {anchor.kid}
+    assert set(trust.authorised_keys(Identifier.parse("ctyun"), "keyrotation", now=now)) == {
+        anchor.kid
+    }
+    # a rotation: the signing key takes over at once
+    add(KeyRotationBody(keys=[signer.public_key]), "ctyun", anchor, 1)
+    assert set(trust.authorised_keys(name, now=now)) == {signer.kid}
+    # revoking it: no key left to sign offers
+    add(KeyRotationBody(keys=[anchor.public_key], revoked=[signer.kid]), "ctyun", anchor, 2)
+    assert set(trust.authorised_keys(name, now=now)) == {anchor.kid}
+    # the delegation's window is checked at every call, cached or not
+    with pytest.raises(ChainBrokenError):
+        trust.authorised_keys(name, now=now + 601)
+    # deleting the delegation: the root governs again
+    add(TombstoneBody(target="delegation"), "ctyun", root, 2)
+    assert set(trust.authorised_keys(name, now=now)) == {root.kid}
+    keys = trust.authorised_keys(name, now=now)
+    keys.clear()  # callers get their own copy
+    assert set(trust.authorised_keys(name, now=now)) == {root.kid}
