@@ -106,10 +106,7 @@ PARTIAL: Final[dict[str, str]] = {
 }
 """Requirements whose cases check only part of the text (shown in the matrix)."""
 
-PENDING_AREAS: Final[dict[str, str]] = {
-    "QTX": "textual query language (spec §13, added this round): cases through the library "
-    "adapter (parse, render, error offsets) next round",
-}
+PENDING_AREAS: Final[dict[str, str]] = {}
 """Whole areas whose MUST requirements are pending, with where they will be covered."""
 
 

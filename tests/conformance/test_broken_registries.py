@@ -27,6 +27,7 @@ from aiohttp import web
 from cid import codec
 from cid.envelope import Envelope, SignedRecord, parse_record_body, seal
 from cid.errors import DecodeError, KeyNotAuthorisedError, SignatureInvalidError
+from cid.signing import SigningKey
 from cid_registry import app as registry_app
 from cid_registry.app import FOLLOWER, INDEX, SETTINGS, STORE
 
@@ -253,6 +254,20 @@ def accept_duplicate_keys(app: web.Application, mp: pytest.MonkeyPatch) -> None:
     mp.setattr(registry_app, "decode_body", decode_body)
 
 
+def foreign_model_key(value: Any, request: web.Request) -> Any:
+    """The published latency model, re-signed by a key that is not a service key."""
+    h = value["header"]
+    return seal(
+        value["body"], typ=h["typ"], sub=".", serial=h["serial"], key=SigningKey.generate(),
+        nbf=h["nbf"], exp=h["exp"],
+    ).to_value()  # fmt: skip
+
+
+def rank_without_model(app: web.Application, mp: pytest.MonkeyPatch) -> None:
+    """The registry publishes its latency model but estimates no RTT with it."""
+    mp.setattr(app[INDEX], "latency", None)
+
+
 def string_prefix_lists(app: web.Application, mp: pytest.MonkeyPatch) -> None:
     store = app[STORE]
     original = store.list_namespace
@@ -380,7 +395,18 @@ VARIANTS: dict[str, Variant] = {
     "snapshot head with a wrong digest": Variant(
         "REQ-FEED-010", {"registry/12.10/1"}, [rewrite("/v1/snapshot", wrong_snapshot_digest)]
     ),
-    "ignores If-None-Match": Variant("REQ-REG-033", {"registry/12.6/9"}, [ignore_if_none_match]),
+    "ignores If-None-Match": Variant(
+        "REQ-REG-033",
+        {"registry/12.6/9", "registry/12.8/4"},
+        [ignore_if_none_match],
+        also=("REQ-REG-065",),
+    ),
+    "latency model signed by a key the root zone does not name": Variant(
+        "REQ-REG-065", {"registry/12.8/4"}, [rewrite("/v1/latency-model", foreign_model_key)]
+    ),
+    "searches ignore the published latency model": Variant(
+        "REQ-REG-066", {"registry/12.8/5"}, patch=rank_without_model, also=("REQ-QRY-030",)
+    ),
     "no rate limit": Variant(
         "REQ-REG-006",
         {"registry/12.3/13"},

@@ -111,10 +111,10 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
         ["registry"],  # no URL
         ["registry", "http://127.0.0.1:9", "--only", "REQ-NOPE"],
         ["vectors"],  # no adapter
-        ["provider", "http://127.0.0.1:9"],  # no provider cases yet
+        ["provider", "http://127.0.0.1:9"],  # no registry to find the offer in
         ["registry", "http://127.0.0.1:9", "--root-key", "/nonexistent"],
     ):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2, argv
-    assert "no cases in this version" in capsys.readouterr().err
+    assert "give --registry URL" in capsys.readouterr().err
