@@ -158,7 +158,7 @@ class Output:
     def emit(self, value: Any, human: Callable[[], str] | str) -> None:
         """Print ``value`` as JSON with ``--json``, else the human rendering."""
         if self.json:
-            self.stdout.write(_dumps(value, indent=2) + "\n")
+            self.stdout.write(_document(value))
         else:
             text = human() if callable(human) else human
             if text:
@@ -167,7 +167,11 @@ class Output:
 
     def line(self, value: Any) -> None:
         """One NDJSON line (streaming output with ``--json``)."""
-        self.stdout.write(_dumps(value) + "\n")
+        self.write(_dumps(value) + "\n")
+
+    def write(self, text: str) -> None:
+        """``text`` on stdout as it is, at once (streaming human output)."""
+        self.stdout.write(text)
         self.stdout.flush()
 
     def note(self, text: str) -> None:
@@ -186,6 +190,16 @@ class Output:
 
 def _dumps(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, ensure_ascii=False, indent=indent, default=str)
+
+
+def _document(value: Any) -> str:
+    """``value`` as an indented JSON document ending in a newline."""
+    return _dumps(value, indent=2) + "\n"
+
+
+def _one_or_list(values: Sequence[Any]) -> Any:
+    """A single value as itself, several as a list (key and envelope files)."""
+    return values[0] if len(values) == 1 else list(values)
 
 
 class Progress:
@@ -346,19 +360,24 @@ def _sign(
     ).envelope
 
 
+def _write_file(path: str, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path``; failing that, the typed decode error."""
+    try:
+        Path(path).write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as e:
+        raise DecodeError(f"cannot write {path}: {e.strerror or e}") from e
+
+
 def _write_envelopes(path: str, envelopes: Sequence[Envelope]) -> None:
     values = [e.to_value() for e in envelopes]
     if path.endswith((".ndjson", ".jsonl")):
         text = "".join(_dumps(v) + "\n" for v in values)
     else:
-        text = _dumps(values[0] if len(values) == 1 else values, indent=2) + "\n"
+        text = _document(_one_or_list(values))
     if path == "-":
         sys.stdout.write(text)
-        return
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as e:
-        raise DecodeError(f"cannot write {path}: {e.strerror or e}") from e
+    else:
+        _write_file(path, text)
 
 
 def _accepted_text(a: dict[str, Any]) -> str:
@@ -374,8 +393,15 @@ async def _client(args: argparse.Namespace) -> AsyncIterator[RegistryClient]:
         yield client
 
 
-async def _deliver(args: argparse.Namespace, out: Output, envelope: Envelope, what: str) -> int:
-    """Write the signed record to ``--out``, or submit it to the registry."""
+async def _deliver(
+    args: argparse.Namespace,
+    out: Output,
+    envelope: Envelope,
+    what: str,
+    client: RegistryClient | None = None,
+) -> int:
+    """Write the signed record to ``--out``, or submit it to the registry (through ``client``
+    when one is open) and report its acceptance."""
     if args.out:
         _write_envelopes(args.out, [envelope])
         value = {
@@ -392,10 +418,35 @@ async def _deliver(args: argparse.Namespace, out: Output, envelope: Envelope, wh
                 f"digest {value['digest']}) to {args.out}",
             )
         return EXIT_OK
-    async with _client(args) as client:
-        accepted = await client.submit(envelope)
+    if client is None:
+        async with _client(args) as opened:
+            return await _deliver(args, out, envelope, what, opened)
+    accepted = await client.submit(envelope)
     out.emit(accepted, lambda: _accepted_text(accepted))
     return EXIT_OK
+
+
+async def _sign_and_deliver(
+    args: argparse.Namespace,
+    out: Output,
+    key: SigningKey,
+    body: WireModel,
+    *,
+    rtype: str,
+    what: str,
+    ttl_s: int,
+) -> int:
+    """Sign ``body`` at ``args.name`` and deliver it (:func:`_deliver`).
+
+    The serial is ``--serial``, else now, raised above the serial the registry
+    holds for ``(name, rtype)``.
+    """
+    now = _now()
+    held = await _held_serial(args, args.name, rtype)
+    env = _sign(
+        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=ttl_s, now=now
+    )
+    return await _deliver(args, out, env, what)
 
 
 async def _held_serial(args: argparse.Namespace, name: str, rtype: str) -> int | None:
@@ -464,7 +515,7 @@ async def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
 async def cmd_pubkey(args: argparse.Namespace, out: Output) -> int:
     keys = load_public_keys(args.file)
     values = [{"alg": k.alg, "pub": k.pub, "kid": k.kid} for k in keys]
-    out.stdout.write(_dumps(values[0] if len(values) == 1 else values, indent=2) + "\n")
+    out.stdout.write(_document(_one_or_list(values)))
     return EXIT_OK
 
 
@@ -479,13 +530,9 @@ async def cmd_delegate(args: argparse.Namespace, out: Output) -> int:
         {"keys": [k.to_value() for k in keys], "registries": list(args.registry_url or [])},
         where="delegation",
     )
-    now = _now()
-    held = await _held_serial(args, args.name, "delegation")
-    env = _sign(
-        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.days * 86_400,
-        now=now,
-    )  # fmt: skip
-    return await _deliver(args, out, env, "delegation")
+    return await _sign_and_deliver(
+        args, out, key, body, rtype="delegation", what="delegation", ttl_s=args.days * 86_400
+    )
 
 
 def _kids_of(specs: Sequence[str]) -> list[str]:
@@ -505,13 +552,9 @@ async def cmd_rotate(args: argparse.Namespace, out: Output) -> int:
         {"keys": [k.to_value() for k in _keys_of(args.new)], "revoked": _kids_of(args.revoke)},
         where="keyrotation",
     )
-    now = _now()
-    held = await _held_serial(args, args.name, "keyrotation")
-    env = _sign(
-        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.days * 86_400,
-        now=now,
-    )  # fmt: skip
-    return await _deliver(args, out, env, "key rotation")
+    return await _sign_and_deliver(
+        args, out, key, body, rtype="keyrotation", what="key rotation", ttl_s=args.days * 86_400
+    )
 
 
 async def cmd_zone(args: argparse.Namespace, out: Output) -> int:
@@ -529,13 +572,9 @@ async def cmd_zone(args: argparse.Namespace, out: Output) -> int:
     elif args.email or args.contact_url:
         raise UsageError("--email and --contact-url need --org")
     body = validate(ZoneBody, value, where="zone")
-    now = _now()
-    held = await _held_serial(args, args.name, "zone")
-    env = _sign(
-        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.days * 86_400,
-        now=now,
-    )  # fmt: skip
-    return await _deliver(args, out, env, "zone")
+    return await _sign_and_deliver(
+        args, out, key, body, rtype="zone", what="zone", ttl_s=args.days * 86_400
+    )
 
 
 # --- commands: offers -----------------------------------------------------------------------
@@ -660,6 +699,25 @@ async def submit_bulk(
     return [r if r is not None else InternalError("no result") for r in results]
 
 
+async def _submit_and_report(
+    args: argparse.Namespace,
+    out: Output,
+    items: Sequence[T],
+    sign: Callable[[T], Envelope],
+    names: Sequence[str],
+    *,
+    label: str,
+    unit: str,
+) -> int:
+    """Submit ``items`` (``--chunk``, ``--concurrency``) with progress, then the report."""
+    progress = Progress(out, label, len(items), unit)
+    async with _client(args) as client:
+        results = await submit_bulk(
+            client, items, sign, chunk=args.chunk, concurrency=args.concurrency, progress=progress
+        )
+    return _bulk_report(out, names, results)
+
+
 def _bulk_report(out: Output, names: Sequence[str], results: Sequence[Result]) -> int:
     failed = [(n, r) for n, r in zip(names, results, strict=True) if isinstance(r, CidError)]
     oks = [r for r in results if not isinstance(r, CidError)]
@@ -720,12 +778,8 @@ async def cmd_register(args: argparse.Namespace, out: Output) -> int:
                 f"wrote {len(items)} signed offer(s) to {args.out}",
             )
         return EXIT_OK
-    progress = Progress(out, "register", len(items), "offers")
-    async with _client(args) as client:
-        results = await submit_bulk(
-            client, items, sign, chunk=args.chunk, concurrency=args.concurrency, progress=progress
-        )
-    return _bulk_report(out, [i.name.to_text() for i in items], results)
+    names = [i.name.to_text() for i in items]
+    return await _submit_and_report(args, out, items, sign, names, label="register", unit="offers")
 
 
 async def cmd_submit(args: argparse.Namespace, out: Output) -> int:
@@ -738,17 +792,10 @@ async def cmd_submit(args: argparse.Namespace, out: Output) -> int:
                 raise _located(e, f"{path} {where}") from e
     if not envelopes:
         raise SchemaError("no envelopes to submit", detail={"rule": "empty"})
-    progress = Progress(out, "submit", len(envelopes), "records")
-    async with _client(args) as client:
-        results = await submit_bulk(
-            client,
-            envelopes,
-            lambda e: e,
-            chunk=args.chunk,
-            concurrency=args.concurrency,
-            progress=progress,
-        )
-    return _bulk_report(out, [e.header.sub.to_text() for e in envelopes], results)
+    names = [e.header.sub.to_text() for e in envelopes]
+    return await _submit_and_report(
+        args, out, envelopes, lambda e: e, names, label="submit", unit="records"
+    )
 
 
 async def _resolved(client: RegistryClient, name: str) -> ResolveResponse:
@@ -774,23 +821,16 @@ async def cmd_refresh(args: argparse.Namespace, out: Output) -> int:
         env = _sign(
             body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.ttl, now=now
         )
-        if args.out:
-            return await _deliver(args, out, env, "refresh")
-        accepted = await client.submit(env)
-    out.emit(accepted, lambda: _accepted_text(accepted))
-    return EXIT_OK
+        return await _deliver(args, out, env, "refresh", client)
 
 
 async def cmd_delete(args: argparse.Namespace, out: Output) -> int:
     key = load_signing_key(args.key)
-    # REQ-REC-051: a tombstone's serial must exceed the held record's.
-    held = await _held_serial(args, args.name, args.type)
     body = validate(TombstoneBody, {"target": args.type}, where="tombstone")
-    now = _now()
-    env = _sign(
-        body, name=args.name, key=key, serial=_serial(args, now, held), ttl_s=args.ttl, now=now
+    # REQ-REC-051: a tombstone's serial must exceed the held record's.
+    return await _sign_and_deliver(
+        args, out, key, body, rtype=args.type, what="tombstone", ttl_s=args.ttl
     )
-    return await _deliver(args, out, env, "tombstone")
 
 
 # --- commands: queries ----------------------------------------------------------------------
@@ -852,7 +892,7 @@ def verify_answer(
 
 async def cmd_resolve(args: argparse.Namespace, out: Output) -> int:
     name = Identifier.parse(args.name)
-    roots = _keys_of(args.root_key) if args.root_key else []
+    roots = _keys_of(args.root_key or [])
     async with _client(args) as client:
         answer = await client.resolve(name)
     resp = validate(ResolveResponse, answer, where="answer")
@@ -1006,7 +1046,7 @@ def _verify_head(head_value: Any, typ: str, service_keys: Sequence[PublicKey]) -
 
 
 async def cmd_snapshot(args: argparse.Namespace, out: Output) -> int:
-    service_keys = _keys_of(args.service_key) if args.service_key else []
+    service_keys = _keys_of(args.service_key or [])
     async with _client(args) as client:
         url = client.base_url + "/v1/snapshot"
         headers = {"Accept": codec.media_type("msgpack")}
@@ -1042,13 +1082,9 @@ async def cmd_snapshot(args: argparse.Namespace, out: Output) -> int:
         )
     data = codec.encode(value, "json")
     if args.out == "-":
-        out.stdout.write(data.decode("utf-8") + "\n")
-        out.stdout.flush()
+        out.write(data.decode("utf-8") + "\n")
         return EXIT_OK
-    try:
-        Path(args.out).write_bytes(data)
-    except OSError as e:
-        raise DecodeError(f"cannot write {args.out}: {e.strerror or e}") from e
+    _write_file(args.out, data)
     summary = {
         "out": args.out,
         "rseq": body.rseq,
@@ -1070,7 +1106,7 @@ async def cmd_snapshot(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_feed(args: argparse.Namespace, out: Output) -> int:
-    service_keys = _keys_of(args.service_key) if args.service_key else []
+    service_keys = _keys_of(args.service_key or [])
     since: int = args.since
     # REQ-FEED-001: from serial 0 the hash chain can be recomputed and checked against each head.
     chain: str | None = CHAIN_ZERO if since == 0 else None
@@ -1093,15 +1129,12 @@ async def cmd_feed(args: argparse.Namespace, out: Output) -> int:
                     out.line({**change, "serial": env.header.serial})
                 else:
                     if not printed_header:
-                        out.stdout.write(
-                            f"{'RSEQ':>8}  {'OP':<7}  {'TYPE':<11}  SERIAL      NAME\n"
-                        )
+                        out.write(f"{'RSEQ':>8}  {'OP':<7}  {'TYPE':<11}  SERIAL      NAME\n")
                         printed_header = True
-                    out.stdout.write(
+                    out.write(
                         f"{change['rseq']:>8}  {change['op']:<7}  {change['type']:<11}  "
                         f"{env.header.serial:<10}  {change['name']}\n"
                     )
-                    out.stdout.flush()
                 if args.max_changes and count >= args.max_changes:
                     stopped = True
                     break
@@ -1251,12 +1284,9 @@ async def cmd_negotiate(args: argparse.Namespace, out: Output) -> int:
         )
     body = envelope.body_value
     if args.out == "-":
-        out.stdout.write(_dumps(envelope.to_value(), indent=2) + "\n")
+        out.stdout.write(_document(envelope.to_value()))
         return EXIT_OK
-    try:
-        Path(args.out).write_text(_dumps(envelope.to_value(), indent=2) + "\n", encoding="utf-8")
-    except OSError as e:
-        raise DecodeError(f"cannot write {args.out}: {e.strerror or e}") from e
+    _write_file(args.out, _document(envelope.to_value()))
     value = {
         "out": args.out,
         "agreement_id": body["agreement_id"],
@@ -1276,6 +1306,13 @@ async def cmd_negotiate(args: argparse.Namespace, out: Output) -> int:
         ),
     )
     return EXIT_OK
+
+
+def _output_section(title: str, data: bytes) -> list[str]:
+    """A task's output stream between rules, as text; nothing when it is empty."""
+    if not data:
+        return []
+    return [f"--- {title} ---", data.decode("utf-8", errors="replace").rstrip("\n"), "---"]
 
 
 async def cmd_invoke(args: argparse.Namespace, out: Output) -> int:
@@ -1315,12 +1352,11 @@ async def cmd_invoke(args: argparse.Namespace, out: Output) -> int:
                 extra = [f"exit {status.exit_code}"] if status.exit_code is not None else []
                 if status.reason:
                     extra.append(status.reason)
-                out.stdout.write(
+                out.write(
                     f"{_iso(int(time.time()))}  {status.state}"
                     + (f" ({', '.join(extra)})" if extra else "")
                     + "\n"
                 )
-                out.stdout.flush()
         if last is None or last.state not in TASK_TERMINAL_STATES:
             last = await req.wait(task_id)
         outcome = await req.result(task_id)
@@ -1340,7 +1376,7 @@ async def cmd_invoke(args: argparse.Namespace, out: Output) -> int:
     if outcome.receipt_envelope is not None:
         receipt_path = args.receipt or f"receipt-{task_id[:12]}.json"
         Path(receipt_path).write_text(
-            _dumps(outcome.receipt_envelope.to_value(), indent=2) + "\n", encoding="utf-8"
+            _document(outcome.receipt_envelope.to_value()), encoding="utf-8"
         )
     value = {
         "task_id": task_id,
@@ -1355,15 +1391,10 @@ async def cmd_invoke(args: argparse.Namespace, out: Output) -> int:
     }
 
     def human() -> str:
-        lines = []
-        if stdout:
-            lines.append("--- stdout (sha256 verified) ---")
-            lines.append(stdout.decode("utf-8", errors="replace").rstrip("\n"))
-            lines.append("---")
-        if stderr:
-            lines.append("--- stderr (last 2000 bytes, sha256 verified) ---")
-            lines.append(stderr[-2000:].decode("utf-8", errors="replace").rstrip("\n"))
-            lines.append("---")
+        lines = [
+            *_output_section("stdout (sha256 verified)", stdout),
+            *_output_section("stderr (last 2000 bytes, sha256 verified)", stderr[-2000:]),
+        ]
         for o in outcome.result.outputs:
             lines.append(f"output {o.path}: {o.size_bytes} B sha256 {o.sha256}")
         lines.extend(f"saved {s}" for s in saved)
@@ -1379,6 +1410,11 @@ async def cmd_invoke(args: argparse.Namespace, out: Output) -> int:
 
     out.emit(value, human)
     return EXIT_OK if last.state == "succeeded" else EXIT_ERROR
+
+
+def _parties_error(message: str) -> VerificationError:
+    """An agreement not signed by exactly its two parties."""
+    return VerificationError(message, field="sigs", detail={"rule": "parties"})
 
 
 async def cmd_receipt(args: argparse.Namespace, out: Output) -> int:
@@ -1398,11 +1434,7 @@ async def cmd_receipt(args: argparse.Namespace, out: Output) -> int:
         # the provider's signature alone; the requester's needs its public key
         provider_sigs = tuple(s for s in agreement_env.sigs if s.kid in service_keys)
         if len(provider_sigs) != 1 or len(agreement_env.sigs) != 2:
-            raise VerificationError(
-                "an agreement carries one provider signature and the requester's",
-                field="sigs",
-                detail={"rule": "parties"},
-            )
+            raise _parties_error("an agreement carries one provider signature and the requester's")
         partial = Envelope(
             agreement_env.header,
             agreement_env.header_value,
@@ -1413,11 +1445,7 @@ async def cmd_receipt(args: argparse.Namespace, out: Output) -> int:
         agreement = validate(Agreement, agreement_env.body_value, where="agreement.body")
         requester_sig = next(s for s in agreement_env.sigs if s.kid not in service_keys)
         if requester_sig.kid != agreement.requester.kid:
-            raise VerificationError(
-                "the agreement's second signature is not its requester's",
-                field="sigs",
-                detail={"rule": "parties"},
-            )
+            raise _parties_error("the agreement's second signature is not its requester's")
     receipt_env = _read_envelope(args.receipt_file, "receipt")
     receipt = verify_receipt(receipt_env, agreement, service_keys=service_keys, now=now)
     value = {
@@ -1451,24 +1479,23 @@ async def cmd_receipt(args: argparse.Namespace, out: Output) -> int:
 # --- the parser -----------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
+def _integer(text: str, least: int, below: str) -> int:
+    """``text`` as an integer of at least ``least``; ``below`` says what a smaller one is."""
     try:
         n = int(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from e
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n} is not positive")
+    if n < least:
+        raise argparse.ArgumentTypeError(f"{n} {below}")
     return n
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1, "is not positive")
 
 
 def _non_negative(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from e
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{n} is negative")
-    return n
+    return _integer(text, 0, "is negative")
 
 
 def _ranged(lo: int, hi: int) -> Callable[[str], int]:
@@ -1526,36 +1553,63 @@ Getting a namespace (the delegation request):
 def _common(defaults: bool) -> argparse.ArgumentParser:
     """Options every command takes, before or after the command name."""
     p = argparse.ArgumentParser(add_help=False)
-    suppress = argparse.SUPPRESS
+
+    def default(value: object) -> object:
+        # after the command name the options are given only to override the top level's
+        return value if defaults else argparse.SUPPRESS
+
     p.add_argument(
         "--registry",
         metavar="URL",
-        default=os.environ.get("CID_REGISTRY_URL", DEFAULT_REGISTRY) if defaults else suppress,
-        help="registry base URL [CID_REGISTRY_URL] (default: %(default)s)"
-        if defaults
-        else "registry base URL [CID_REGISTRY_URL]",
+        default=default(os.environ.get("CID_REGISTRY_URL", DEFAULT_REGISTRY)),
+        help="registry base URL [CID_REGISTRY_URL]"
+        + (" (default: %(default)s)" if defaults else ""),
     )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        default=False if defaults else suppress,
-        help='machine-readable JSON on stdout (errors too: {"error": {...}})',
+    flags: tuple[tuple[tuple[str, ...], str], ...] = (
+        (("--json",), 'machine-readable JSON on stdout (errors too: {"error": {...}})'),
+        (("-q", "--quiet"), "no progress or remarks on stderr"),
     )
-    p.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=False if defaults else suppress,
-        help="no progress or remarks on stderr",
-    )
+    for names, help_ in flags:
+        p.add_argument(*names, action="store_true", default=default(False), help=help_)
     p.add_argument(
         "--timeout",
         type=float,
         metavar="S",
-        default=30.0 if defaults else suppress,
+        default=default(30.0),
         help="seconds per registry request (default: 30)",
     )
     return p
+
+
+def _positional(dest: str, metavar: str) -> argparse.ArgumentParser:
+    """A parent parser holding one positional argument (the NAME most commands act on)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(dest, metavar=metavar)
+    return p
+
+
+def _requester_options() -> argparse.ArgumentParser:
+    """The requester's key and trust anchor, for ``negotiate`` and ``invoke``."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--key", required=True, metavar="KEYFILE", help="the requester's key file")
+    _keys_option(p, "--root-key", "the trust anchor (repeatable) [CID_ROOT_KEYS]", "PUBFILE")
+    return p
+
+
+def _keys_option(
+    p: argparse.ArgumentParser,
+    flag: str,
+    help_: str,
+    metavar: str = "PUB",
+    *,
+    required: bool = False,
+) -> None:
+    """A repeatable public-key option (a ``cid pubkey`` file, a key file or a base64url key)."""
+    p.add_argument(flag, action="append", required=required, metavar=metavar, help=help_)
+
+
+def _limit_option(p: argparse.ArgumentParser, help_: str, default: int | None = None) -> None:
+    p.add_argument("--limit", type=_ranged(1, 1000), default=default, metavar="N", help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1572,14 +1626,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_: str, description: str, epilog: str | None = None) -> Any:
+    named = _positional("name", "NAME")
+    requester = _requester_options()
+
+    def add(
+        name: str,
+        help_: str,
+        description: str,
+        epilog: str | None = None,
+        *,
+        parents: Sequence[argparse.ArgumentParser] = (),
+    ) -> Any:
         return sub.add_parser(
             name,
             help=help_,
             description=description,
             epilog=epilog,
             formatter_class=raw,
-            parents=[common],
+            parents=[common, *parents],
         )
 
     def signing(
@@ -1593,39 +1657,35 @@ def build_parser() -> argparse.ArgumentParser:
             help="write the signed record to FILE ('-' for stdout) instead of submitting it",
         )
 
-    def ttl(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    def validity(p: argparse.ArgumentParser, default: int, what: str, *, days: bool) -> None:
+        """``--days N`` (authority records) or ``--ttl S`` (offers, refreshes, tombstones)."""
+        if days:
+            flag, metavar, most = "--days", "N", MAX_DAYS
+            meaning = f"in days, at most {MAX_DAYS}"
+        else:
+            flag, metavar, most = "--ttl", "S", MAX_TTL_S
+            meaning = "in seconds: exp = now + S, nbf = now - 60"
         p.add_argument(
-            "--ttl",
-            type=_ranged(1, MAX_TTL_S),
+            flag,
+            type=_ranged(1, most),
             default=default,
-            metavar="S",
-            help=f"{what} validity in seconds: exp = now + S, nbf = now - 60 (default: {default})",
-        )
-
-    def days(p: argparse.ArgumentParser, default: int, what: str) -> None:
-        p.add_argument(
-            "--days",
-            type=_ranged(1, MAX_DAYS),
-            default=default,
-            metavar="N",
-            help=f"{what} validity in days, at most {MAX_DAYS} (default: {default})",
+            metavar=metavar,
+            help=f"{what} validity {meaning} (default: {default})",
         )
 
     def bulk(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--chunk",
-            type=_ranged(1, 1000),
-            default=500,
-            metavar="N",
-            help="records per batch request (default: 500)",
+        options = (
+            ("--chunk", 1000, 500, "records per batch request"),
+            ("--concurrency", 64, 4, "batch requests in flight"),
         )
-        p.add_argument(
-            "--concurrency",
-            type=_ranged(1, 64),
-            default=4,
-            metavar="N",
-            help="batch requests in flight (default: 4)",
-        )
+        for flag, most, default, help_ in options:
+            p.add_argument(
+                flag,
+                type=_ranged(1, most),
+                default=default,
+                metavar="N",
+                help=f"{help_} (default: {default})",
+            )
 
     # keys
     p = add(
@@ -1655,16 +1715,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the registry operator's root key for a top-level name, else a signing key of the parent\n"
         "namespace. The record is submitted to the registry, or written with --out.",
         _EPILOG_FLOW,
+        parents=[named],
     )
-    p.add_argument("name", metavar="NAME")
     signing(p, key_help="key file of the operator (root) or of the parent namespace")
-    p.add_argument(
+    _keys_option(
+        p,
         "--to",
-        action="append",
-        required=True,
-        metavar="PUB",
-        help="the new namespace's anchor key: a `cid pubkey` file, a key file or a base64url "
+        "the new namespace's anchor key: a `cid pubkey` file, a key file or a base64url "
         "public key (repeatable, up to 8)",
+        required=True,
     )
     p.add_argument(
         "--registry-url",
@@ -1672,7 +1731,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="the namespace is served by another registry at URL (referral; repeatable)",
     )
-    days(p, 365, "delegation")
+    validity(p, 365, "delegation", days=True)
     p.set_defaults(handler=cmd_delegate)
 
     p = add(
@@ -1681,16 +1740,10 @@ def build_parser() -> argparse.ArgumentParser:
         "Sign a key rotation for namespace NAME with one of its anchor keys (those named by its\n"
         "delegation): the --new keys become the namespace's signing keys; --revoke refuses keys\n"
         "at once and for good, also for records they signed before.",
+        parents=[named],
     )
-    p.add_argument("name", metavar="NAME")
     signing(p, key_help="an anchor key file of the namespace")
-    p.add_argument(
-        "--new",
-        action="append",
-        required=True,
-        metavar="PUB",
-        help="a new signing key (repeatable)",
-    )
+    _keys_option(p, "--new", "a new signing key (repeatable)", required=True)
     p.add_argument(
         "--revoke",
         action="append",
@@ -1698,7 +1751,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KID",
         help="a key id (or public key / key file) to revoke (repeatable)",
     )
-    days(p, 365, "rotation")
+    validity(p, 365, "rotation", days=True)
     p.set_defaults(handler=cmd_rotate)
 
     p = add(
@@ -1706,19 +1759,17 @@ def build_parser() -> argparse.ArgumentParser:
         "publish a namespace's zone record (display name, service keys, endpoints)",
         "Sign and submit the zone record at NAME: the provider's display name, the service keys\n"
         "that sign quotes and agreements, the negotiate/invoke endpoints and a contact.",
+        parents=[named],
     )
-    p.add_argument("name", metavar="NAME")
     signing(p, key_help="a signing key file of the namespace")
     p.add_argument("--display-name", required=True, metavar="TEXT")
-    p.add_argument(
-        "--service-key", action="append", required=True, metavar="PUB", help="repeatable"
-    )
+    _keys_option(p, "--service-key", "repeatable", required=True)
     p.add_argument("--negotiate", metavar="URL", help="negotiate endpoint")
     p.add_argument("--invoke", metavar="URL", help="invoke endpoint")
     p.add_argument("--org", metavar="TEXT", help="contact organisation")
     p.add_argument("--email", metavar="ADDR", help="contact e-mail (needs --org)")
     p.add_argument("--contact-url", metavar="URL", help="contact web page (needs --org)")
-    days(p, 90, "zone record")
+    validity(p, 90, "zone record", days=True)
     p.set_defaults(handler=cmd_zone)
 
     # offers
@@ -1737,7 +1788,7 @@ def build_parser() -> argparse.ArgumentParser:
         key_help="a signing key file of the governing namespace",
         serial_help=_REGISTER_SERIAL_HELP,
     )
-    ttl(p, 3600, "offer")
+    validity(p, 3600, "offer", days=False)
     bulk(p)
     p.set_defaults(handler=cmd_register)
 
@@ -1755,11 +1806,11 @@ def build_parser() -> argparse.ArgumentParser:
         "heartbeat an offer: new free capacity and expiry",
         "Sign a refresh for the offer at NAME: it resolves the current offer to name its version\n"
         "(the refresh's base) and continues its serial sequence.",
+        parents=[named],
     )
-    p.add_argument("name", metavar="NAME")
     signing(p, key_help="a signing key file of the governing namespace")
     p.add_argument("--units-free", type=_non_negative, required=True, metavar="N")
-    ttl(p, 3600, "refreshed offer")
+    validity(p, 3600, "refreshed offer", days=False)
     p.set_defaults(handler=cmd_refresh)
 
     p = add(
@@ -1767,8 +1818,8 @@ def build_parser() -> argparse.ArgumentParser:
         "delete a record with a signed tombstone",
         "Sign a tombstone deleting the record of --type at NAME. The serial defaults to the\n"
         "larger of now and the held record's serial + 1.",
+        parents=[named],
     )
-    p.add_argument("name", metavar="NAME")
     signing(p, key_help="key file that may sign the record being deleted")
     p.add_argument(
         "--type",
@@ -1776,7 +1827,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["offer", "zone", "delegation", "keyrotation"],
         help="the record type to delete (default: offer)",
     )
-    ttl(p, 7 * 86_400, "tombstone")
+    validity(p, 7 * 86_400, "tombstone", days=False)
     p.set_defaults(handler=cmd_delete)
 
     # queries
@@ -1786,19 +1837,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Resolve NAME to its records, or a referral. With --root-key the answer is verified from\n"
         "the trust anchor: every proof record (delegations, rotations) from the root down, then\n"
         "each record; the first failure is reported as its typed error (exit status 1).",
+        parents=[named],
     )
-    p.add_argument("name", metavar="NAME")
-    p.add_argument(
+    _keys_option(
+        p,
         "--root-key",
-        action="append",
-        metavar="PUBFILE",
-        help="the trust anchor: the operator's root public key(s) (repeatable)",
+        "the trust anchor: the operator's root public key(s) (repeatable)",
+        "PUBFILE",
     )
     p.set_defaults(handler=cmd_resolve)
 
     p = add("list", "list the records in a namespace", "List the records at and below NAMESPACE.")
     p.add_argument("namespace", metavar="NAMESPACE")
-    p.add_argument("--limit", type=_ranged(1, 1000), default=100, metavar="N", help="page size")
+    _limit_option(p, "page size", 100)
     p.add_argument("--cursor", metavar="C", help="continue from a previous page")
     p.add_argument("--all", action="store_true", help="follow next_cursor to the end")
     p.set_defaults(handler=cmd_list)
@@ -1819,7 +1870,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="textual query (spec section 13)",
     )
     p.add_argument("--query-json", metavar="JSON|@FILE", help="the query message as JSON")
-    p.add_argument("--limit", type=_ranged(1, 1000), metavar="N", help="override the limit")
+    _limit_option(p, "override the limit")
     p.add_argument("--cursor", metavar="C", help="the next page of a previous search")
     p.set_defaults(handler=cmd_search)
 
@@ -1830,12 +1881,7 @@ def build_parser() -> argparse.ArgumentParser:
         "signed head), check its digest, and write it as JSON. Progress on stderr.",
     )
     p.add_argument("--out", required=True, metavar="FILE", help="output file ('-' for stdout)")
-    p.add_argument(
-        "--service-key",
-        action="append",
-        metavar="PUB",
-        help="the registry's service key: also verify the head's signature",
-    )
+    _keys_option(p, "--service-key", "the registry's service key: also verify the head's signature")
     p.add_argument(
         "--timeout-snapshot", type=float, default=600.0, metavar="S", help=argparse.SUPPRESS
     )
@@ -1852,13 +1898,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_non_negative, default=0, metavar="N")
     p.add_argument("--follow", action="store_true", help="wait for new changes")
     p.add_argument("--max-changes", type=_positive, metavar="N", help="stop after N changes")
-    p.add_argument("--limit", type=_ranged(1, 1000), default=1000, metavar="N", help="page size")
+    _limit_option(p, "page size", 1000)
     p.add_argument("--wait", type=_ranged(1, 30), default=25, metavar="S", help="long-poll seconds")
-    p.add_argument(
-        "--service-key",
-        action="append",
-        metavar="PUB",
-        help="the registry's service key: also verify each head's signature",
+    _keys_option(
+        p, "--service-key", "the registry's service key: also verify each head's signature"
     )
     p.set_defaults(handler=cmd_feed)
 
@@ -1871,15 +1914,9 @@ def build_parser() -> argparse.ArgumentParser:
         "The agreement (signed by both parties) is written to --out.",
         "Example:\n  cid negotiate general.guizhou --key me.key --root-key root.pub.json \\\n"
         "      --quantity 1 --duration 3months --max-price 40CNY --storage-gib 100",
+        parents=[requester],
     )
     p.add_argument("offer", metavar="OFFER")
-    p.add_argument("--key", required=True, metavar="KEYFILE", help="the requester's key file")
-    p.add_argument(
-        "--root-key",
-        action="append",
-        metavar="PUBFILE",
-        help="the trust anchor (repeatable) [CID_ROOT_KEYS]",
-    )
     p.add_argument("--quantity", type=_positive, default=1, metavar="N", help="units (default 1)")
     p.add_argument(
         "--duration", type=parse_duration, required=True, metavar="D", help="3months, 90d, 12h..."
@@ -1915,15 +1952,9 @@ def build_parser() -> argparse.ArgumentParser:
         "agreement's rates). Exit status 1 unless the task succeeded.",
         "Example:\n  cid invoke agreement.json --key me.key --root-key root.pub.json -- "
         "python -c 'print(42)'",
+        parents=[requester],
     )
     p.add_argument("agreement", metavar="AGREEMENT_FILE")
-    p.add_argument("--key", required=True, metavar="KEYFILE", help="the requester's key file")
-    p.add_argument(
-        "--root-key",
-        action="append",
-        metavar="PUBFILE",
-        help="the trust anchor (repeatable) [CID_ROOT_KEYS]",
-    )
     p.add_argument("--env", action="append", metavar="NAME=VALUE", help="task environment")
     p.add_argument("--cpu-s", type=_positive, metavar="S", help="lower the task's CPU limit")
     p.add_argument("--memory-mib", type=_positive, metavar="MIB", help="lower the memory limit")
@@ -1944,13 +1975,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["verify"])
     p.add_argument("receipt_file", metavar="RECEIPT_FILE")
     p.add_argument("--agreement", required=True, metavar="FILE", help="the co-signed agreement")
-    p.add_argument(
-        "--service-key",
-        action="append",
-        required=True,
-        metavar="PUB",
-        help="the provider's service key(s) (repeatable)",
-    )
+    _keys_option(p, "--service-key", "the provider's service key(s) (repeatable)", required=True)
     p.add_argument(
         "--requester-key",
         metavar="PUB",
