@@ -1596,6 +1596,19 @@ def _requester_options() -> argparse.ArgumentParser:
     return p
 
 
+def _signing_options(key_help: str, serial_help: str = _SERIAL_HELP) -> argparse.ArgumentParser:
+    """``--key``, ``--serial`` and ``--out`` of the commands that sign a record."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--key", required=True, metavar="KEYFILE", help=key_help)
+    p.add_argument("--serial", type=_positive, metavar="N", help=serial_help)
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="write the signed record to FILE ('-' for stdout) instead of submitting it",
+    )
+    return p
+
+
 def _keys_option(
     p: argparse.ArgumentParser,
     flag: str,
@@ -1635,9 +1648,10 @@ def build_parser() -> argparse.ArgumentParser:
         description: str,
         epilog: str | None = None,
         *,
+        handler: Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]],
         parents: Sequence[argparse.ArgumentParser] = (),
     ) -> Any:
-        return sub.add_parser(
+        p = sub.add_parser(
             name,
             help=help_,
             description=description,
@@ -1645,17 +1659,8 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=raw,
             parents=[common, *parents],
         )
-
-    def signing(
-        p: argparse.ArgumentParser, *, key_help: str, serial_help: str = _SERIAL_HELP
-    ) -> None:
-        p.add_argument("--key", required=True, metavar="KEYFILE", help=key_help)
-        p.add_argument("--serial", type=_positive, metavar="N", help=serial_help)
-        p.add_argument(
-            "--out",
-            metavar="FILE",
-            help="write the signed record to FILE ('-' for stdout) instead of submitting it",
-        )
+        p.set_defaults(handler=handler)
+        return p
 
     def validity(p: argparse.ArgumentParser, default: int, what: str, *, days: bool) -> None:
         """``--days N`` (authority records) or ``--ttl S`` (offers, refreshes, tombstones)."""
@@ -1693,19 +1698,19 @@ def build_parser() -> argparse.ArgumentParser:
         "create an Ed25519 key file",
         "Create a new Ed25519 key file (JSON with the private seed, mode 0600) and print its\n"
         "key id and public key. Keep it secret; share only the output of `cid pubkey`.",
+        handler=cmd_keygen,
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    p.set_defaults(handler=cmd_keygen)
 
     p = add(
         "pubkey",
         "print the public half of a key file",
         'Print the public half of a key file as JSON {"alg", "pub", "kid"}: what you send to\n'
         "get a namespace delegated, and what --to, --new, --service-key and --root-key accept.",
+        handler=cmd_pubkey,
     )
     p.add_argument("file", metavar="FILE")
-    p.set_defaults(handler=cmd_pubkey)
 
     # authority records
     p = add(
@@ -1715,9 +1720,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the registry operator's root key for a top-level name, else a signing key of the parent\n"
         "namespace. The record is submitted to the registry, or written with --out.",
         _EPILOG_FLOW,
-        parents=[named],
+        handler=cmd_delegate,
+        parents=[
+            named,
+            _signing_options("key file of the operator (root) or of the parent namespace"),
+        ],
     )
-    signing(p, key_help="key file of the operator (root) or of the parent namespace")
     _keys_option(
         p,
         "--to",
@@ -1732,7 +1740,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the namespace is served by another registry at URL (referral; repeatable)",
     )
     validity(p, 365, "delegation", days=True)
-    p.set_defaults(handler=cmd_delegate)
 
     p = add(
         "rotate",
@@ -1740,9 +1747,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Sign a key rotation for namespace NAME with one of its anchor keys (those named by its\n"
         "delegation): the --new keys become the namespace's signing keys; --revoke refuses keys\n"
         "at once and for good, also for records they signed before.",
-        parents=[named],
+        handler=cmd_rotate,
+        parents=[named, _signing_options("an anchor key file of the namespace")],
     )
-    signing(p, key_help="an anchor key file of the namespace")
     _keys_option(p, "--new", "a new signing key (repeatable)", required=True)
     p.add_argument(
         "--revoke",
@@ -1752,16 +1759,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a key id (or public key / key file) to revoke (repeatable)",
     )
     validity(p, 365, "rotation", days=True)
-    p.set_defaults(handler=cmd_rotate)
 
     p = add(
         "zone",
         "publish a namespace's zone record (display name, service keys, endpoints)",
         "Sign and submit the zone record at NAME: the provider's display name, the service keys\n"
         "that sign quotes and agreements, the negotiate/invoke endpoints and a contact.",
-        parents=[named],
+        handler=cmd_zone,
+        parents=[named, _signing_options("a signing key file of the namespace")],
     )
-    signing(p, key_help="a signing key file of the namespace")
     p.add_argument("--display-name", required=True, metavar="TEXT")
     _keys_option(p, "--service-key", "repeatable", required=True)
     p.add_argument("--negotiate", metavar="URL", help="negotiate endpoint")
@@ -1770,7 +1776,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", metavar="ADDR", help="contact e-mail (needs --org)")
     p.add_argument("--contact-url", metavar="URL", help="contact web page (needs --org)")
     validity(p, 90, "zone record", days=True)
-    p.set_defaults(handler=cmd_zone)
 
     # offers
     p = add(
@@ -1781,46 +1786,43 @@ def build_parser() -> argparse.ArgumentParser:
         'bulk imports; an item may carry its own "serial". Everything is checked before anything\n'
         "is sent; batches then go out concurrently with progress on stderr. Exit status 1 if\n"
         "any offer was refused (each refusal is printed).",
+        handler=cmd_register,
+        parents=[
+            _signing_options("a signing key file of the governing namespace", _REGISTER_SERIAL_HELP)
+        ],
     )
     p.add_argument("file", metavar="FILE", help="JSON or NDJSON file ('-' for stdin)")
-    signing(
-        p,
-        key_help="a signing key file of the governing namespace",
-        serial_help=_REGISTER_SERIAL_HELP,
-    )
     validity(p, 3600, "offer", days=False)
     bulk(p)
-    p.set_defaults(handler=cmd_register)
 
     p = add(
         "submit",
         "submit records signed elsewhere (e.g. a delegation written with --out)",
         "Submit signed envelopes as written by --out: a JSON envelope, a list, or NDJSON.",
+        handler=cmd_submit,
     )
     p.add_argument("files", nargs="+", metavar="FILE")
     bulk(p)
-    p.set_defaults(handler=cmd_submit)
 
     p = add(
         "refresh",
         "heartbeat an offer: new free capacity and expiry",
         "Sign a refresh for the offer at NAME: it resolves the current offer to name its version\n"
         "(the refresh's base) and continues its serial sequence.",
-        parents=[named],
+        handler=cmd_refresh,
+        parents=[named, _signing_options("a signing key file of the governing namespace")],
     )
-    signing(p, key_help="a signing key file of the governing namespace")
     p.add_argument("--units-free", type=_non_negative, required=True, metavar="N")
     validity(p, 3600, "refreshed offer", days=False)
-    p.set_defaults(handler=cmd_refresh)
 
     p = add(
         "delete",
         "delete a record with a signed tombstone",
         "Sign a tombstone deleting the record of --type at NAME. The serial defaults to the\n"
         "larger of now and the held record's serial + 1.",
-        parents=[named],
+        handler=cmd_delete,
+        parents=[named, _signing_options("key file that may sign the record being deleted")],
     )
-    signing(p, key_help="key file that may sign the record being deleted")
     p.add_argument(
         "--type",
         default="offer",
@@ -1828,7 +1830,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the record type to delete (default: offer)",
     )
     validity(p, 7 * 86_400, "tombstone", days=False)
-    p.set_defaults(handler=cmd_delete)
 
     # queries
     p = add(
@@ -1837,6 +1838,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Resolve NAME to its records, or a referral. With --root-key the answer is verified from\n"
         "the trust anchor: every proof record (delegations, rotations) from the root down, then\n"
         "each record; the first failure is reported as its typed error (exit status 1).",
+        handler=cmd_resolve,
         parents=[named],
     )
     _keys_option(
@@ -1845,14 +1847,17 @@ def build_parser() -> argparse.ArgumentParser:
         "the trust anchor: the operator's root public key(s) (repeatable)",
         "PUBFILE",
     )
-    p.set_defaults(handler=cmd_resolve)
 
-    p = add("list", "list the records in a namespace", "List the records at and below NAMESPACE.")
+    p = add(
+        "list",
+        "list the records in a namespace",
+        "List the records at and below NAMESPACE.",
+        handler=cmd_list,
+    )
     p.add_argument("namespace", metavar="NAMESPACE")
     _limit_option(p, "page size", 100)
     p.add_argument("--cursor", metavar="C", help="continue from a previous page")
     p.add_argument("--all", action="store_true", help="follow next_cursor to the end")
-    p.set_defaults(handler=cmd_list)
 
     p = add(
         "search",
@@ -1862,6 +1867,7 @@ def build_parser() -> argparse.ArgumentParser:
         "language of section 13, e.g. 'class=general vcpu=1 mem=2GiB for 3months order=cost\n"
         "currency=CNY'.\nThe table shows rank, name, total cost for the query's demand and\n"
         "duration, units, RTT to near.region and the weighted score.",
+        handler=cmd_search,
     )
     p.add_argument(
         "query",
@@ -1872,20 +1878,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query-json", metavar="JSON|@FILE", help="the query message as JSON")
     _limit_option(p, "override the limit")
     p.add_argument("--cursor", metavar="C", help="the next page of a previous search")
-    p.set_defaults(handler=cmd_search)
 
     p = add(
         "snapshot",
         "export the registry's catalogue",
         "Download the registry's snapshot (every live record at one registry serial, with a\n"
         "signed head), check its digest, and write it as JSON. Progress on stderr.",
+        handler=cmd_snapshot,
     )
     p.add_argument("--out", required=True, metavar="FILE", help="output file ('-' for stdout)")
     _keys_option(p, "--service-key", "the registry's service key: also verify the head's signature")
     p.add_argument(
         "--timeout-snapshot", type=float, default=600.0, metavar="S", help=argparse.SUPPRESS
     )
-    p.set_defaults(handler=cmd_snapshot)
 
     p = add(
         "feed",
@@ -1894,6 +1899,7 @@ def build_parser() -> argparse.ArgumentParser:
         "long-polling for new changes until Ctrl-C or --max-changes. With --json, one JSON\n"
         "object per change per line (NDJSON). From --since 0 the hash chain is recomputed and\n"
         "checked against every signed head.",
+        handler=cmd_feed,
     )
     p.add_argument("--since", type=_non_negative, default=0, metavar="N")
     p.add_argument("--follow", action="store_true", help="wait for new changes")
@@ -1903,7 +1909,6 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_option(
         p, "--service-key", "the registry's service key: also verify each head's signature"
     )
-    p.set_defaults(handler=cmd_feed)
 
     p = add(
         "negotiate",
@@ -1914,6 +1919,7 @@ def build_parser() -> argparse.ArgumentParser:
         "The agreement (signed by both parties) is written to --out.",
         "Example:\n  cid negotiate general.guizhou --key me.key --root-key root.pub.json \\\n"
         "      --quantity 1 --duration 3months --max-price 40CNY --storage-gib 100",
+        handler=cmd_negotiate,
         parents=[requester],
     )
     p.add_argument("offer", metavar="OFFER")
@@ -1941,7 +1947,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default="agreement.json", metavar="FILE", help="default agreement.json; - stdout"
     )
-    p.set_defaults(handler=cmd_negotiate)
 
     p = add(
         "invoke",
@@ -1952,6 +1957,7 @@ def build_parser() -> argparse.ArgumentParser:
         "agreement's rates). Exit status 1 unless the task succeeded.",
         "Example:\n  cid invoke agreement.json --key me.key --root-key root.pub.json -- "
         "python -c 'print(42)'",
+        handler=cmd_invoke,
         parents=[requester],
     )
     p.add_argument("agreement", metavar="AGREEMENT_FILE")
@@ -1963,7 +1969,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--receipt", metavar="FILE", help="where to write the receipt (default receipt-ID.json)"
     )
-    p.set_defaults(handler=cmd_invoke, argv=[])  # the command after "--" (see main)
+    p.set_defaults(argv=[])  # the command after "--" (see main)
 
     p = add(
         "receipt",
@@ -1971,6 +1977,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Verify a receipt against its agreement with the provider's service key, offline:\n"
         "signatures, the agreement it names, usage within the agreement's limits, issue time,\n"
         "and the cost recomputed at the agreement's rates.",
+        handler=cmd_receipt,
     )
     p.add_argument("action", choices=["verify"])
     p.add_argument("receipt_file", metavar="RECEIPT_FILE")
@@ -1982,14 +1989,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the requester's public key: also check its signature on the agreement",
     )
     p.add_argument("--now", type=_non_negative, help=argparse.SUPPRESS)
-    p.set_defaults(handler=cmd_receipt)
 
     p = add(
         "registry",
         "run a registry (same as cid-registry)",
         "Run or check a registry: `cid registry serve ...` is `cid-registry serve ...`.",
+        handler=cmd_registry,
     )
-    p.set_defaults(handler=cmd_registry)
     return parser
 
 
