@@ -22,7 +22,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 pytest: $(STAMP)
-	$(PY) -m pytest --cov=cid --cov-report=term --cov-fail-under=90 $(PYTEST_ARGS)
+	$(PY) -m pytest --cov=cid --cov-report=term --cov-fail-under=90 --durations=15 $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m cid.demo
