@@ -659,6 +659,11 @@ def timed(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
     return p50 * 1e3, p99 * 1e3, result
 
 
+def ratio(x: float) -> str:
+    """A speed-up: two significant digits below 10 (0.27×, 3.4×), whole numbers above."""
+    return f"{x:.2g}×" if x < 10 else f"{x:.0f}×"
+
+
 def fmt(ms: float | None) -> str:
     if ms is None:
         return "—"
@@ -845,9 +850,7 @@ def print_report(reports: list[SizeReport], args: argparse.Namespace) -> None:
         for r in rep.rows:
             cells = [f"{fmt(r[e][0])} / {fmt(r[e][1])}" if e in r else "—" for e in present]
             c = r["cid"][0]
-            ratios = [
-                f"{r[e][0] / c:.0f}×" if e in r else "—" for e in ("numpy", "sqlite", "python")
-            ]
+            ratios = [ratio(r[e][0] / c) if e in r else "—" for e in ("numpy", "sqlite", "python")]
             print(
                 f"| `{r['shape']}` | "
                 + " | ".join(cells)
@@ -857,12 +860,12 @@ def print_report(reports: list[SizeReport], args: argparse.Namespace) -> None:
             )
         meds = {e: statistics.median(r[e][0] for r in rep.rows if e in r) for e in present}
         print("| **median over shapes** | " + " | ".join(fmt(meds[e]) for e in present) + " | "
-              + " | ".join(f"{meds[e] / meds['cid']:.0f}×" if e in meds else "—" for e in ("numpy", "sqlite", "python"))
+              + " | ".join(ratio(meds[e] / meds['cid']) if e in meds else "—" for e in ("numpy", "sqlite", "python"))
               + " | |")  # fmt: skip
         worst = min(r["numpy"][0] / r["cid"][0] for r in rep.rows)
-        print(f"\nEvery shape faster than NumPy: {'yes' if worst > 1 else 'no'} (worst ratio {worst:.1f}×); "
-              f"min ratio vs Python scan {min(r['python'][0] / r['cid'][0] for r in rep.rows):.0f}×, "
-              f"vs SQLite {min(r['sqlite'][0] / r['cid'][0] for r in rep.rows):.0f}×.")  # fmt: skip
+        print(f"\nEvery shape faster than NumPy: {'yes' if worst > 1 else 'no'} (worst ratio {ratio(worst)}); "
+              f"min ratio vs Python scan {ratio(min(r['python'][0] / r['cid'][0] for r in rep.rows))}, "
+              f"vs SQLite {ratio(min(r['sqlite'][0] / r['cid'][0] for r in rep.rows))}.")  # fmt: skip
         print("\nBuild: " + ", ".join(f"{k} {v:.1f} s" for k, v in rep.build.items()))
         print("Memory per offer: " + ", ".join(f"{k} {v:.0f} B" for k, v in rep.memory.items()))
         print(
