@@ -1,20 +1,8 @@
 """``cid``: the command line for providers and registry operators (issue 3).
 
-Typical use::
-
-    cid keygen ctyun.key                        # a new Ed25519 key file (mode 0600)
-    cid pubkey ctyun.key > ctyun.pub.json       # its public half: the delegation request
-    cid delegate ctyun --key root.key --to ctyun.pub.json        # the operator issues it
-    cid zone ctyun --key ctyun.key --display-name "CTyun" --service-key svc.pub.json
-    cid register offers.ndjson --key ctyun.key  # one offer or thousands, progress on stderr
-    cid refresh gz.ctyun --key ctyun.key --units-free 17
-    cid resolve gz.ctyun --root-key root.pub.json                # verified from the anchor
-    cid search --query-json '{"class": "general", "limit": 5}'
-    cid snapshot --out catalogue.json && cid feed --since 0 --follow
-    cid negotiate gz.ctyun --key me.key --root-key root.pub.json --duration 3months \\
-        --max-price 40CNY
-    cid invoke agreement.json --key me.key --root-key root.pub.json -- python -c 'print(42)'
-    cid receipt verify receipt.json --agreement agreement.json --service-key svc.pub.json
+Typical use: the examples in :data:`DESCRIPTION` (what ``cid --help`` prints) and the
+delegation request in ``_EPILOG_FLOW`` (``cid keygen`` and ``cid pubkey`` on the provider's
+side, ``cid delegate`` on the operator's).
 
 Theory of operation
 -------------------
@@ -462,6 +450,14 @@ async def _held_serial(args: argparse.Namespace, name: str, rtype: str) -> int |
             resp = await _resolved(client, name)
         except NotFoundError:
             return None
+    return _held_in(resp, name, rtype)
+
+
+def _held_in(resp: ResolveResponse, name: str, rtype: str) -> int | None:
+    """The highest serial of ``(name, rtype)`` in a resolve answer, ``None`` if it has none.
+
+    An offer's serial sequence includes its refreshes (REQ-REC-060).
+    """
     envs = [*resp.envelopes(), *(Envelope.from_value(v) for v in resp.proof)]
     if resp.referral is not None:
         envs.append(Envelope.from_value(resp.referral.delegation))
@@ -811,9 +807,7 @@ async def cmd_refresh(args: argparse.Namespace, out: Output) -> int:
         if offer is None:
             raise NotFoundError(f"no offer at {args.name} to refresh", field="name")
         # REQ-REC-060: a refresh continues the offer's serial sequence and names its version.
-        held = max(
-            e.header.serial for e in envs if e.typ in ("cid.record.offer", "cid.record.refresh")
-        )
+        held = _held_in(resp, args.name, "offer")
         body = validate(
             RefreshBody, {"base": offer.digest(), "units_free": args.units_free}, where="refresh"
         )
@@ -1592,7 +1586,7 @@ def _requester_options() -> argparse.ArgumentParser:
     """The requester's key and trust anchor, for ``negotiate`` and ``invoke``."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--key", required=True, metavar="KEYFILE", help="the requester's key file")
-    _keys_option(p, "--root-key", "the trust anchor (repeatable) [CID_ROOT_KEYS]", "PUBFILE")
+    _repeatable(p, "--root-key", "the trust anchor (repeatable) [CID_ROOT_KEYS]", "PUBFILE")
     return p
 
 
@@ -1609,16 +1603,20 @@ def _signing_options(key_help: str, serial_help: str = _SERIAL_HELP) -> argparse
     return p
 
 
-def _keys_option(
+def _repeatable(
     p: argparse.ArgumentParser,
     flag: str,
     help_: str,
     metavar: str = "PUB",
     *,
     required: bool = False,
+    default: list[str] | None = None,
 ) -> None:
-    """A repeatable public-key option (a ``cid pubkey`` file, a key file or a base64url key)."""
-    p.add_argument(flag, action="append", required=required, metavar=metavar, help=help_)
+    """A repeatable option, by default of public keys (``cid pubkey`` output, a key file or a
+    base64url key)."""
+    p.add_argument(
+        flag, action="append", required=required, default=default, metavar=metavar, help=help_
+    )
 
 
 def _limit_option(p: argparse.ArgumentParser, help_: str, default: int | None = None) -> None:
@@ -1726,18 +1724,18 @@ def build_parser() -> argparse.ArgumentParser:
             _signing_options("key file of the operator (root) or of the parent namespace"),
         ],
     )
-    _keys_option(
+    _repeatable(
         p,
         "--to",
         "the new namespace's anchor key: a `cid pubkey` file, a key file or a base64url "
         "public key (repeatable, up to 8)",
         required=True,
     )
-    p.add_argument(
+    _repeatable(
+        p,
         "--registry-url",
-        action="append",
-        metavar="URL",
-        help="the namespace is served by another registry at URL (referral; repeatable)",
+        "the namespace is served by another registry at URL (referral; repeatable)",
+        "URL",
     )
     validity(p, 365, "delegation", days=True)
 
@@ -1750,13 +1748,13 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_rotate,
         parents=[named, _signing_options("an anchor key file of the namespace")],
     )
-    _keys_option(p, "--new", "a new signing key (repeatable)", required=True)
-    p.add_argument(
+    _repeatable(p, "--new", "a new signing key (repeatable)", required=True)
+    _repeatable(
+        p,
         "--revoke",
-        action="append",
+        "a key id (or public key / key file) to revoke (repeatable)",
+        "KID",
         default=[],
-        metavar="KID",
-        help="a key id (or public key / key file) to revoke (repeatable)",
     )
     validity(p, 365, "rotation", days=True)
 
@@ -1769,7 +1767,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[named, _signing_options("a signing key file of the namespace")],
     )
     p.add_argument("--display-name", required=True, metavar="TEXT")
-    _keys_option(p, "--service-key", "repeatable", required=True)
+    _repeatable(p, "--service-key", "repeatable", required=True)
     p.add_argument("--negotiate", metavar="URL", help="negotiate endpoint")
     p.add_argument("--invoke", metavar="URL", help="invoke endpoint")
     p.add_argument("--org", metavar="TEXT", help="contact organisation")
@@ -1841,7 +1839,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_resolve,
         parents=[named],
     )
-    _keys_option(
+    _repeatable(
         p,
         "--root-key",
         "the trust anchor: the operator's root public key(s) (repeatable)",
@@ -1887,7 +1885,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_snapshot,
     )
     p.add_argument("--out", required=True, metavar="FILE", help="output file ('-' for stdout)")
-    _keys_option(p, "--service-key", "the registry's service key: also verify the head's signature")
+    _repeatable(p, "--service-key", "the registry's service key: also verify the head's signature")
     p.add_argument(
         "--timeout-snapshot", type=float, default=600.0, metavar="S", help=argparse.SUPPRESS
     )
@@ -1906,9 +1904,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-changes", type=_positive, metavar="N", help="stop after N changes")
     _limit_option(p, "page size", 1000)
     p.add_argument("--wait", type=_ranged(1, 30), default=25, metavar="S", help="long-poll seconds")
-    _keys_option(
-        p, "--service-key", "the registry's service key: also verify each head's signature"
-    )
+    _repeatable(p, "--service-key", "the registry's service key: also verify each head's signature")
 
     p = add(
         "negotiate",
@@ -1961,7 +1957,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[requester],
     )
     p.add_argument("agreement", metavar="AGREEMENT_FILE")
-    p.add_argument("--env", action="append", metavar="NAME=VALUE", help="task environment")
+    _repeatable(p, "--env", "task environment", "NAME=VALUE")
     p.add_argument("--cpu-s", type=_positive, metavar="S", help="lower the task's CPU limit")
     p.add_argument("--memory-mib", type=_positive, metavar="MIB", help="lower the memory limit")
     p.add_argument("--wall-s", type=_positive, metavar="S", help="lower the wall-clock limit")
@@ -1982,7 +1978,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["verify"])
     p.add_argument("receipt_file", metavar="RECEIPT_FILE")
     p.add_argument("--agreement", required=True, metavar="FILE", help="the co-signed agreement")
-    _keys_option(p, "--service-key", "the provider's service key(s) (repeatable)", required=True)
+    _repeatable(p, "--service-key", "the provider's service key(s) (repeatable)", required=True)
     p.add_argument(
         "--requester-key",
         metavar="PUB",
