@@ -356,16 +356,28 @@ def _write_file(path: str, data: str | bytes) -> None:
         raise DecodeError(f"cannot write {path}: {e.strerror or e}") from e
 
 
-def _write_envelopes(path: str, envelopes: Sequence[Envelope]) -> None:
+def _write_output(path: str, text: str, stdout: TextIO) -> None:
+    """``text`` to the file ``path``, or to ``stdout`` when ``path`` is ``-``."""
+    if path == "-":
+        stdout.write(text)
+    else:
+        _write_file(path, text)
+
+
+def _write_signed(
+    out: Output, path: str, envelopes: Sequence[Envelope], value: Any, message: str
+) -> int:
+    """Write signed records to ``--out`` (NDJSON for ``.ndjson``/``.jsonl``, else JSON), then
+    report ``value`` unless they went to stdout."""
     values = [e.to_value() for e in envelopes]
     if path.endswith((".ndjson", ".jsonl")):
         text = "".join(_dumps(v) + "\n" for v in values)
     else:
         text = _document(_one_or_list(values))
-    if path == "-":
-        sys.stdout.write(text)
-    else:
-        _write_file(path, text)
+    _write_output(path, text, out.stdout)
+    if path != "-":
+        out.emit(value, message)
+    return EXIT_OK
 
 
 def _accepted_text(a: dict[str, Any]) -> str:
@@ -391,21 +403,20 @@ async def _deliver(
     """Write the signed record to ``--out``, or submit it to the registry (through ``client``
     when one is open) and report its acceptance."""
     if args.out:
-        _write_envelopes(args.out, [envelope])
+        name, serial, digest = (
+            envelope.header.sub.to_text(),
+            envelope.header.serial,
+            envelope.digest(),
+        )
         value = {
             "out": args.out,
-            "name": envelope.header.sub.to_text(),
+            "name": name,
             "typ": envelope.typ,
-            "serial": envelope.header.serial,
-            "digest": envelope.digest(),
+            "serial": serial,
+            "digest": digest,
         }
-        if args.out != "-":
-            out.emit(
-                value,
-                f"wrote {what} of {value['name']} (serial {value['serial']}, "
-                f"digest {value['digest']}) to {args.out}",
-            )
-        return EXIT_OK
+        message = f"wrote {what} of {name} (serial {serial}, digest {digest}) to {args.out}"
+        return _write_signed(out, args.out, [envelope], value, message)
     if client is None:
         async with _client(args) as opened:
             return await _deliver(args, out, envelope, what, opened)
@@ -767,13 +778,9 @@ async def cmd_register(args: argparse.Namespace, out: Output) -> int:
         return _sign(item.offer, name=item.name, key=key, serial=s, ttl_s=args.ttl, now=now)
 
     if args.out:
-        _write_envelopes(args.out, [sign(i) for i in items])
-        if args.out != "-":
-            out.emit(
-                {"out": args.out, "records": len(items)},
-                f"wrote {len(items)} signed offer(s) to {args.out}",
-            )
-        return EXIT_OK
+        value = {"out": args.out, "records": len(items)}
+        message = f"wrote {len(items)} signed offer(s) to {args.out}"
+        return _write_signed(out, args.out, [sign(i) for i in items], value, message)
     names = [i.name.to_text() for i in items]
     return await _submit_and_report(args, out, items, sign, names, label="register", unit="offers")
 
@@ -1277,10 +1284,9 @@ async def cmd_negotiate(args: argparse.Namespace, out: Output) -> int:
             accept_counter=(lambda _c: True) if args.accept_counter else None,
         )
     body = envelope.body_value
+    _write_output(args.out, _document(envelope.to_value()), out.stdout)
     if args.out == "-":
-        out.stdout.write(_document(envelope.to_value()))
         return EXIT_OK
-    _write_file(args.out, _document(envelope.to_value()))
     value = {
         "out": args.out,
         "agreement_id": body["agreement_id"],
@@ -1638,6 +1644,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     named = _positional("name", "NAME")
+    file_arg = _positional("file", "FILE")
     requester = _requester_options()
 
     def add(
@@ -1697,8 +1704,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Create a new Ed25519 key file (JSON with the private seed, mode 0600) and print its\n"
         "key id and public key. Keep it secret; share only the output of `cid pubkey`.",
         handler=cmd_keygen,
+        parents=[file_arg],
     )
-    p.add_argument("file", metavar="FILE")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
 
     p = add(
@@ -1707,8 +1714,8 @@ def build_parser() -> argparse.ArgumentParser:
         'Print the public half of a key file as JSON {"alg", "pub", "kid"}: what you send to\n'
         "get a namespace delegated, and what --to, --new, --service-key and --root-key accept.",
         handler=cmd_pubkey,
+        parents=[file_arg],
     )
-    p.add_argument("file", metavar="FILE")
 
     # authority records
     p = add(
