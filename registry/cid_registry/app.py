@@ -559,10 +559,10 @@ def _etags(header: str) -> set[str]:
 def _still_authorised(follower: Follower, row: StoredRecord, now: int) -> bool:
     env = Envelope.decode(row.envelope, "msgpack")
     try:
-        keys = follower.trust.authorised_keys(Identifier.parse(row.name), row.rtype, now=now)
+        name, trust = Identifier.parse(row.name), follower.trust
+        return all(trust.may_sign(name, s.kid, row.rtype, now=now) for s in env.sigs)
     except CidError:
         return False
-    return all(s.kid in keys for s in env.sigs)
 
 
 async def get_namespace(request: web.Request) -> web.Response:
@@ -806,7 +806,7 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def authorised(name: Identifier, kid: str, now: int) -> bool:
         try:
-            return kid in follower.trust.authorised_keys(name, "offer", now=now)
+            return follower.trust.may_sign(name, kid, "offer", now=now)
         except CidError:
             return False
 

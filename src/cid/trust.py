@@ -163,12 +163,12 @@ class TrustState:
 
     def _keys_on_path(
         self, ns: Namespace, *, anchors: bool, now: int | None, skew: int
-    ) -> dict[str, PublicKey]:
+    ) -> Mapping[str, PublicKey]:
         keys, path = self._derive(ns, anchors=anchors)
         if now is not None:
             for other in path:
                 other.check_windows(now, skew)
-        return dict(keys)
+        return keys
 
     def authorised_keys(
         self,
@@ -183,6 +183,24 @@ class TrustState:
         ``record_type`` is a record type, or ``tombstone:<target>`` for a
         tombstone. With ``now``, the authority path must be in force at ``now``.
         """
+        return dict(self._authorised(name, record_type, now=now, skew=skew))
+
+    def may_sign(
+        self,
+        name: Identifier,
+        kid: str,
+        record_type: str = "offer",
+        *,
+        now: int | None = None,
+        skew: int = DEFAULT_SKEW_S,
+    ) -> bool:
+        """Whether key ``kid`` is among :meth:`authorised_keys` (raises as it does)."""
+        return kid in self._authorised(name, record_type, now=now, skew=skew)
+
+    def _authorised(
+        self, name: Identifier, record_type: str, *, now: int | None, skew: int
+    ) -> Mapping[str, PublicKey]:
+        """:meth:`authorised_keys` without the copy (the cached map: not to be changed)."""
         kind = record_type.removeprefix("tombstone:")
         if kind == "delegation":
             if name.is_root:
@@ -251,7 +269,7 @@ class TrustState:
             raise SchemaError(
                 "a record carries exactly one signature", field="sigs", detail={"rule": "sigs"}
             )
-        keys = self.authorised_keys(
+        keys = self._authorised(
             envelope.header.sub, kind, now=now if check_chain else None, skew=skew
         )
         for s in envelope.sigs:

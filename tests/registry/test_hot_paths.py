@@ -234,3 +234,7 @@ def test_trust_key_cache_follows_every_change() -> None:
     keys = trust.authorised_keys(name, now=now)
     keys.clear()  # callers get their own copy
     assert set(trust.authorised_keys(name, now=now)) == {root.kid}
+    assert trust.may_sign(name, root.kid, now=now)
+    assert not trust.may_sign(name, anchor.kid, now=now)
+    with pytest.raises(ChainBrokenError):
+        trust.may_sign(Identifier.parse("ctyun"), root.kid, "keyrotation", now=now)
