@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench schemas vectors conformance-matrix clean
+.PHONY: test test-slow lint typecheck pytest demo bench schemas vectors conformance-matrix clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,14 +15,19 @@ $(STAMP): pyproject.toml
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src registry provider conformance tests benchmarks
-	$(PY) -m ruff format --check src registry provider conformance tests benchmarks
+	$(PY) -m ruff check src registry provider conformance tests tests_slow benchmarks
+	$(PY) -m ruff format --check src registry provider conformance tests tests_slow benchmarks
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
 pytest: $(STAMP)
 	$(PY) -m pytest --cov=cid --cov-report=term --cov-fail-under=90 --durations=15 $(PYTEST_ARGS)
+
+# Cases too slow for `make test` (real-time waits of the protocol, e.g. the 60-s grace of an
+# accepted negotiation): minutes, not hours.
+test-slow: $(STAMP)
+	$(PY) -m pytest tests_slow $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m cid.demo

@@ -71,7 +71,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-colour", action="store_true", help="no ANSI colours")
     parser.add_argument("--spec", metavar="DIR", help="the specification directory (spec/)")
     parser.add_argument(
-        "--case-timeout", type=float, default=60.0, metavar="S", help="time limit of one case"
+        "--case-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="time limit of one case; at least --max-wait + 30 where a target has --max-wait",
     )
 
 
@@ -122,9 +126,9 @@ async def _run(
     target: Target, args: argparse.Namespace, cases: list[Case], argv: list[str]
 ) -> tuple[int, list[CaseResult]]:
     requirements = load_requirements(args.spec)
-    options = RunOptions(
-        strict=args.strict, allow_writes=args.allow_writes, case_timeout_s=args.case_timeout
-    )
+    # a case allowed to wait --max-wait seconds in real time gets that long, and 30 s more
+    timeout = max(args.case_timeout, float(getattr(args, "max_wait", 0.0)) + 30.0)
+    options = RunOptions(strict=args.strict, allow_writes=args.allow_writes, case_timeout_s=timeout)
     progress = Progress(sys.stderr, quiet=args.quiet, colour=False if args.no_colour else None)
     started_wall, started = time.time(), time.perf_counter()
     try:

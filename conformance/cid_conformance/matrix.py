@@ -80,9 +80,11 @@ PARTIAL: Final[dict[str, str]] = {
     "suite's own behaviour",
     "REQ-NEG-025": "idempotency within the run only; remembering keys for 24 hours is not observed",
     "REQ-NEG-043": "the quoted deadline (a quote's expires, within --max-wait); the accepted "
-    "deadline (expires + 60 s) only with --max-wait 68 or more; demanded is answered at once",
+    "deadline (expires + 60 s) only with --max-wait 68 or more (the reference: make test-slow); "
+    "demanded is answered at once",
     "REQ-PRV-017": "the case waits the 60-second grace of an accepted negotiation: it runs only "
-    "with --max-wait 68 or more (skipped by default and in make test)",
+    "with --max-wait 68 or more (skipped by default and in make test; the reference runs it in "
+    "make test-slow)",
     "REQ-PRV-004": "deadlines applied before an answer (a quote's expiry seen at once); the "
     "once-a-second sweep (SHOULD) is not observed",
     "REQ-PRV-020": "same key and body, and a key with another body; a retry racing the first "

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.asyncio
 
 WAITS = {"provider/8/31"}
 """Cases that wait longer than the default --max-wait (the 60-s grace of an accepted
-negotiation, [REQ-PRV-017]): skipped here, listed as partly checked in the matrix."""
+negotiation, [REQ-PRV-017]): skipped here, run for real by ``make test-slow``
+(``tests_slow/test_provider_waits.py``)."""
 
 
 async def test_reference_provider_passes(tmp_path: Path) -> None:
