@@ -39,8 +39,6 @@ from cid.envelope import Envelope, seal
 from cid.errors import (
     CidError,
     DecodeError,
-    InternalError,
-    MethodNotAllowedError,
     NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
@@ -54,7 +52,7 @@ from cid.feed import (
     SnapshotHead,
     snapshot_digest,
 )
-from cid.http import decode_body, negotiate, problem_response, render
+from cid.http import decode_body, exception_problem, negotiate, render
 from cid.identifier import Identifier
 from cid.latency import MODEL_LIFETIME_S, seal_model
 from cid.model import validate
@@ -216,20 +214,10 @@ def _front_middleware(app: web.Application) -> Middleware:
                         detail={"retry_after_s": max(1, int(wait + 0.999))},
                     )
             response = await handler(request)
-        except CidError as err:
-            response = _problem(request, err, request_id)
-        except web.HTTPException as exc:
-            response = problem_response(
-                _http_error(exc), instance=request.path, request_id=request_id
-            )
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception(
-                "unhandled error on %s %s (request %s)", request.method, request.path, request_id
-            )
-            internal = InternalError("internal error; the request id identifies it in the logs")
-            response = problem_response(internal, instance=request.path, request_id=request_id)
+        except Exception as exc:  # REQ-REG-004/005: every error is a problem, here only
+            response = exception_problem(request, exc, request_id, service="registry", logger=log)
         response.headers["X-Request-Id"] = request_id
         elapsed = perf_counter() - started
         app[METRICS].http.observe(_route_name(request), request.method, response.status, elapsed)
@@ -248,35 +236,6 @@ def _front_middleware(app: web.Application) -> Middleware:
         return response
 
     return front
-
-
-def _problem(request: web.Request, err: CidError, request_id: str) -> web.Response:
-    if err.status >= 500:
-        # REQ-REG-005: a server-side failure is logged, its details are not sent
-        log.error(
-            "%s on %s %s (request %s): %s",
-            err.name,
-            request.method,
-            request.path,
-            request_id,
-            err.message,
-        )
-        err = type(err)(
-            f"{err.name.lower().replace('_', ' ')}; see the registry logs",
-            detail={k: v for k, v in err.detail.items() if k == "retry_after_s"},
-        )
-    return problem_response(err, instance=request.path, request_id=request_id)
-
-
-def _http_error(exc: web.HTTPException) -> CidError:
-    if exc.status == 413:
-        return PayloadTooLargeError("request body too large", detail={"rule": "max_body_bytes"})
-    if exc.status == 405:
-        return MethodNotAllowedError(f"method not allowed: {exc.reason}")
-    if exc.status == 404:
-        return NotFoundError("no such resource", detail={"rule": "route"})
-    err = DecodeError(f"HTTP {exc.status}: {exc.reason}")
-    return err
 
 
 # --- helpers --------------------------------------------------------------------------------

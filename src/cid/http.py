@@ -14,17 +14,29 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from typing import Any, Final
 
 from aiohttp import web
 
 from . import codec
 from .codec import Encoding, Limits, Scan
-from .errors import CidError, NotAcceptableError, UnsupportedMediaTypeError
+from .errors import (
+    CidError,
+    DecodeError,
+    InternalError,
+    MethodNotAllowedError,
+    NotAcceptableError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 
 __all__ = [
     "PROBLEM_TYPE",
     "decode_body",
+    "error_of_http_exception",
+    "exception_problem",
     "negotiate",
     "problem_response",
     "render",
@@ -146,3 +158,60 @@ def problem_response(
         content_type=PROBLEM_TYPE,
         headers=headers,
     )
+
+
+def error_of_http_exception(exc: web.HTTPException) -> CidError:
+    """The cid error for one of aiohttp's own answers (an unknown route, method or size)."""
+    if exc.status == 413:
+        return PayloadTooLargeError("request body too large", detail={"rule": "max_body_bytes"})
+    if exc.status == 405:
+        return MethodNotAllowedError(f"method not allowed: {exc.reason}")
+    if exc.status == 404:
+        return NotFoundError("no such resource", detail={"rule": "route"})
+    return DecodeError(f"HTTP {exc.status}: {exc.reason}")
+
+
+def exception_problem(
+    request: web.Request,
+    exc: Exception,
+    request_id: str,
+    *,
+    service: str,
+    logger: logging.Logger,
+) -> web.Response:
+    """The problem answer for what a handler raised: the one mapping of registry and provider.
+
+    A :class:`~cid.errors.CidError` is answered with its own code; a server-side
+    one (5xx) is logged and answered without its details, which stay in the
+    ``service``'s logs under the request id ([REQ-REG-005], [REQ-PRV-003]).
+    aiohttp's own answers become NOT_FOUND (rule ``route``), METHOD_NOT_ALLOWED
+    or PAYLOAD_TOO_LARGE; anything else is a bug, logged with its traceback and
+    answered INTERNAL.
+    """
+    if isinstance(exc, CidError):
+        err = exc
+        if err.status >= 500:
+            logger.error(
+                "%s on %s %s (request %s): %s",
+                err.name,
+                request.method,
+                request.path,
+                request_id,
+                err.message,
+            )
+            err = type(err)(
+                f"{err.name.lower().replace('_', ' ')}; see the {service} logs",
+                detail={k: v for k, v in err.detail.items() if k == "retry_after_s"},
+            )
+    elif isinstance(exc, web.HTTPException):
+        err = error_of_http_exception(exc)
+    else:
+        logger.error(
+            "unhandled error on %s %s (request %s)",
+            request.method,
+            request.path,
+            request_id,
+            exc_info=exc,
+        )
+        err = InternalError("internal error; the request id identifies it in the logs")
+    return problem_response(err, instance=request.path, request_id=request_id)

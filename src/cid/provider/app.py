@@ -30,15 +30,11 @@ from aiohttp import web
 from .. import codec
 from ..envelope import Envelope
 from ..errors import (
-    CidError,
     DecodeError,
-    InternalError,
-    MethodNotAllowedError,
-    NotFoundError,
     PayloadTooLargeError,
     SchemaError,
 )
-from ..http import decode_body, negotiate, problem_response, render
+from ..http import decode_body, exception_problem, negotiate, render
 from ..identifier import Identifier
 from ..signing import SigningKey
 from .backend import CapacityLedger, Executor, OfferVersion, QuotePolicy
@@ -79,16 +75,6 @@ def system_clock() -> int:
 # --- middleware ---------------------------------------------------------------------------------
 
 
-def _http_error(exc: web.HTTPException) -> CidError:
-    if exc.status == 413:
-        return PayloadTooLargeError("request body too large", detail={"rule": "max_body_bytes"})
-    if exc.status == 405:
-        return MethodNotAllowedError(f"method not allowed: {exc.reason}")
-    if exc.status == 404:
-        return NotFoundError("no such resource", detail={"rule": "route"})
-    return DecodeError(f"HTTP {exc.status}: {exc.reason}")
-
-
 async def _sweep(app: web.Application) -> None:
     try:
         await app[NEGOTIATOR].sweep()
@@ -107,31 +93,10 @@ async def error_middleware(
     await _sweep(request.app)
     try:
         response = await handler(request)
-    except CidError as err:
-        if err.status >= 500:
-            log.error(
-                "%s on %s %s (request %s): %s",
-                err.name,
-                request.method,
-                request.path,
-                request_id,
-                err.message,
-            )
-            err = type(err)(
-                f"{err.name.lower().replace('_', ' ')}; see the provider logs",
-                detail={k: v for k, v in err.detail.items() if k == "retry_after_s"},
-            )
-        response = problem_response(err, instance=request.path, request_id=request_id)
-    except web.HTTPException as exc:
-        response = problem_response(_http_error(exc), instance=request.path, request_id=request_id)
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception(
-            "unhandled error on %s %s (request %s)", request.method, request.path, request_id
-        )
-        internal = InternalError("internal error; the request id identifies it in the logs")
-        response = problem_response(internal, instance=request.path, request_id=request_id)
+    except Exception as exc:  # REQ-PRV-003: every error is a problem, here only
+        response = exception_problem(request, exc, request_id, service="provider", logger=log)
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id
     return response
