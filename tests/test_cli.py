@@ -370,9 +370,13 @@ def test_delegation_request_flow_and_rotation(cid: Any, registry: Registry, tmp_
     child_pub = cid("pubkey", child).json()["pub"]
     r = cid("delegate", "kid.rot", "--key", anchor, "--to", child_pub, "--days", "30")
     assert r.code == 0, r.err
-    # rotation: a new signing key; the anchor key itself no longer signs records
+    # rotation: a new signing key; the anchor key itself no longer signs records. Its key
+    # id starts with "-" (base64url; one key in 64): "--revoke <kid>" below must still work
     signer = tmp_path / "signer.key"
-    cid("keygen", signer)
+    key = SigningKey.generate()
+    while not key.public_key.kid.startswith("-"):
+        key = SigningKey.generate()
+    signer.write_text(json.dumps(key.to_file_value()), encoding="utf-8")
     r = cid("rotate", "rot", "--key", anchor, "--new", signer, "--json")
     assert r.code == 0, r.err and r.json()["type"] == "keyrotation"
     offer = _offer_file(tmp_path / "o.json", "x.rot")
@@ -389,6 +393,18 @@ def test_delegation_request_flow_and_rotation(cid: Any, registry: Registry, tmp_
     assert r.code == 0, r.err
     r = cid("register", offer, "--key", signer, "--serial", str(2**40))
     assert r.code == 1 and "error KEY_REVOKED (2008)" in r.err
+
+
+def test_key_values_may_begin_with_a_dash() -> None:
+    """Key ids and public keys are base64url: a value of a key option may start with '-'."""
+    attach = cli._attach_key_values
+    assert attach(["rotate", "x", "--revoke", "-Ab", "--new", "-Cd"]) == [
+        "rotate", "x", "--revoke=-Ab", "--new=-Cd",
+    ]  # fmt: skip
+    assert attach(["--to", "abc", "--json"]) == ["--to", "abc", "--json"]
+    # after "--" everything is a task's command line, untouched
+    assert attach(["invoke", "--", "--to", "-x"]) == ["invoke", "--", "--to", "-x"]
+    assert attach(["--revoke"]) == ["--revoke"]
 
 
 def test_snapshot_and_feed(

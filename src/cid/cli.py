@@ -2012,9 +2012,39 @@ def _run_registry(argv: list[str]) -> int:
     return int(result or 0)
 
 
+_KEY_OPTIONS: Final = frozenset(
+    {"--to", "--new", "--revoke", "--service-key", "--root-key", "--requester-key"}
+)
+"""Options whose value is a key id or a base64url public key, which may begin with ``-``."""
+
+
+def _attach_key_values(args: list[str]) -> list[str]:
+    """``--revoke -Ab3…`` as ``--revoke=-Ab3…``: argparse would read the value as an option.
+
+    A key id or public key is base64url, whose alphabet includes ``-``; one in 64
+    starts with it. Only the values of :data:`_KEY_OPTIONS` are attached, and
+    only up to ``--`` (what follows it is a task's command line).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        if arg in _KEY_OPTIONS and nxt is not None and nxt.startswith("-") and nxt != "--":
+            out.append(f"{arg}={nxt}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``cid`` command line; returns the exit status."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    args_list = _attach_key_values(list(sys.argv[1:] if argv is None else argv))
     if args_list[:1] == ["registry"] and args_list[1:2] not in (["-h"], ["--help"], []):
         return _run_registry(args_list[1:])
     command: list[str] = []
