@@ -111,6 +111,7 @@ import zlib
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Final
@@ -1125,6 +1126,10 @@ class _Plan:
     driver_is_currency: bool  # the driver's rows all have the query's currency
     cursor: RankKeyValue | None
     currency: int
+    memo_keys: dict[tuple[int, int], tuple[int, int, tuple[int, ...]]] = dc_field(
+        default_factory=dict
+    )
+    """Per (signature, units): billed seconds and the memo key, computed once per query."""
 
 
 # one 64-byte record per slot: everything a query reads of a row
@@ -2044,9 +2049,13 @@ class Matcher:
 
     def _memo(self, plan: _Plan, sid: int, units: int) -> tuple[int, list[Any]]:
         """The per-signature memo of this demand: billed seconds, [exact total, breakdown]."""
-        billed = self._billed(plan, sid)
-        have = self._units.store["have"][int(self._sigs.store["unit"][sid])]
-        attached = tuple(w if h == 0 else 0 for w, h in zip(plan.want, have.tolist(), strict=True))
+        known = plan.memo_keys.get((sid, units))
+        if known is None:
+            billed = self._billed(plan, sid)
+            have = self._units.store["have"][int(self._sigs.store["unit"][sid])].tolist()
+            attached = tuple(w if h == 0 else 0 for w, h in zip(plan.want, have, strict=True))
+            known = plan.memo_keys[(sid, units)] = (billed, units, attached)
+        billed, _, attached = known
         key = (units, billed, attached)
         memo = self._sig_memo.get(sid)
         if memo is None:
