@@ -798,23 +798,20 @@ class _Ladder:
     append, O(1); each stream keeps the sorted list of its non-empty buckets.
     """
 
-    __slots__ = ("counts", "key", "members", "nb", "pos", "streams")
+    __slots__ = ("buckets", "key", "nb", "streams")
 
     def __init__(self, nb: int) -> None:
         self.nb = nb
-        self.key: I64 = np.full(16, _NONE, dtype=np.int64)
-        self.pos: I32 = np.full(16, _NONE, dtype=np.int32)
-        self.members: dict[int, I32] = {}
-        self.counts: dict[int, int] = {}
+        self.key: I64 = np.full(16, _NONE, dtype=np.int64)  # slot -> its bucket key
+        self.buckets = _Postings()  # bucket key ``stream × nb + b`` -> its slots
         self.streams: dict[int, list[int]] = {}  # stream -> its non-empty b, ascending
 
     def ensure(self, capacity: int) -> None:
         if len(self.key) < capacity:
             key = np.full(capacity, _NONE, dtype=np.int64)
             key[: len(self.key)] = self.key
-            pos = np.full(capacity, _NONE, dtype=np.int32)
-            pos[: len(self.pos)] = self.pos
-            self.key, self.pos = key, pos
+            self.key = key
+        self.buckets.ensure(capacity)
 
     def place(self, slot: int, stream: int, b: int) -> None:
         """Put ``slot`` in bucket ``b`` of ``stream`` (moving it if it is elsewhere)."""
@@ -822,37 +819,19 @@ class _Ladder:
         if int(self.key[slot]) == k:
             return
         self.take(slot)
-        n = self.counts.get(k, 0)
-        arr = self.members.get(k)
-        if n == 0:
+        if k not in self.buckets.sizes:
             insort(self.streams.setdefault(stream, []), b)
-        if arr is None or n == len(arr):
-            bigger = np.empty(max(4, 2 * n), dtype=np.int32)
-            if arr is not None:
-                bigger[:n] = arr[:n]
-            self.members[k] = arr = bigger
-        arr[n] = slot
-        self.pos[slot] = n
+        self.buckets.add(k, slot)
         self.key[slot] = k
-        self.counts[k] = n + 1
 
     def take(self, slot: int) -> None:
         k = int(self.key[slot])
         if k < 0:
             return
-        arr = self.members[k]
-        n = self.counts[k] - 1
-        i = int(self.pos[slot])
-        last = int(arr[n])
-        arr[i] = last
-        self.pos[last] = i
+        self.buckets.remove(k, slot)
         self.key[slot] = _NONE
-        self.pos[slot] = _NONE
-        if n:
-            self.counts[k] = n
+        if k in self.buckets.sizes:
             return
-        del self.counts[k]
-        del self.members[k]
         stream, b = divmod(k, self.nb)
         lst = self.streams[stream]
         del lst[bisect_left(lst, b)]
@@ -860,17 +839,16 @@ class _Ladder:
             del self.streams[stream]
 
     def slots(self, stream: int, b: int) -> I32:
-        k = stream * self.nb + b
-        return self.members[k][: self.counts[k]]
+        return self.buckets.slots(stream * self.nb + b)
 
     def size(self, stream: int, b: int) -> int:
-        return self.counts[stream * self.nb + b]
+        return self.buckets.sizes[stream * self.nb + b]
 
     def nbytes(self) -> int:
         return int(
             self.key.nbytes
-            + self.pos.nbytes
-            + sum(a.nbytes + 120 for a in self.members.values())
+            + self.buckets.pos.nbytes
+            + sum(a.nbytes + 120 for a in self.buckets.lists.values())
             + sum(8 * len(v) + 64 for v in self.streams.values())
         )
 
@@ -1126,10 +1104,8 @@ class _Plan:
     driver_is_currency: bool  # the driver's rows all have the query's currency
     cursor: RankKeyValue | None
     currency: int
-    memo_keys: dict[tuple[int, int], tuple[int, int, tuple[int, ...]]] = dc_field(
-        default_factory=dict
-    )
-    """Per (signature, units): billed seconds and the memo key, computed once per query."""
+    memo_keys: dict[int, tuple[int, tuple[int, ...]]] = dc_field(default_factory=dict)
+    """Per signature: billed seconds and the attached quantities, computed once per query."""
 
 
 # one 64-byte record per slot: everything a query reads of a row
@@ -2049,13 +2025,13 @@ class Matcher:
 
     def _memo(self, plan: _Plan, sid: int, units: int) -> tuple[int, list[Any]]:
         """The per-signature memo of this demand: billed seconds, [exact total, breakdown]."""
-        known = plan.memo_keys.get((sid, units))
+        known = plan.memo_keys.get(sid)
         if known is None:
             billed = self._billed(plan, sid)
             have = self._units.store["have"][int(self._sigs.store["unit"][sid])].tolist()
             attached = tuple(w if h == 0 else 0 for w, h in zip(plan.want, have, strict=True))
-            known = plan.memo_keys[(sid, units)] = (billed, units, attached)
-        billed, _, attached = known
+            known = plan.memo_keys[sid] = (billed, attached)
+        billed, attached = known
         key = (units, billed, attached)
         memo = self._sig_memo.get(sid)
         if memo is None:
