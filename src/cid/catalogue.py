@@ -68,6 +68,8 @@ __all__ = ["Catalogue"]
 log = logging.getLogger("cid.catalogue")
 _ROOT = Identifier.root()
 _AUTHORITY = ("delegation", "keyrotation")
+_NO_MODEL_RETRY_S = 300
+"""How long a registry's answer that it publishes no latency model is taken as current."""
 
 
 def _system_clock() -> int:
@@ -155,7 +157,7 @@ class Catalogue:
             value = await self.client.latency_model()
         except NotFoundError:
             self.latency = None
-            self._model_due = self.clock() + 300
+            self._model_due = self.clock() + _NO_MODEL_RETRY_S
             return None
         now = self.clock()
         model = self.models.accept(value, self.service_keys, now=now)
