@@ -521,3 +521,39 @@ def test_resolve_not_found_json(cid: Any) -> None:
     assert r.json()["error"]["name"] == "NOT_FOUND"
     assert r.err.startswith("error NOT_FOUND (3001): ")
     assert NotFoundError.code == 3001
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(503, "error UNAVAILABLE (6004)"), (429, "error RATE_LIMITED (6001)")],
+)
+def test_snapshot_from_a_proxy_error_is_typed_by_status(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, status: int, expected: str
+) -> None:
+    """A proxy's error page (no cid problem body) maps by status, as for every other command."""
+    import http.server
+    import threading
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>busy</html>"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        r = run(capsys, "--registry", url, "snapshot", "--out", tmp_path / "s.json")
+        assert r.code == 1 and expected in r.err, r.err
+        assert not (tmp_path / "s.json").exists()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -49,8 +49,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, TextIO, TypeVar
 
-import aiohttp
-
 from . import codec, query_text
 from .client import RegistryClient
 from .envelope import MAX_VALIDITY_S, Envelope, sign_record
@@ -61,9 +59,7 @@ from .errors import (
     InternalError,
     NotFoundError,
     SchemaError,
-    UnavailableError,
     VerificationError,
-    from_wire,
 )
 from .feed import CHAIN_ZERO, FEED_HEAD_TYP, SNAPSHOT_TYP, SnapshotHead, chain_step
 from .feed import snapshot_digest as compute_snapshot_digest
@@ -1029,16 +1025,6 @@ async def cmd_search(args: argparse.Namespace, out: Output) -> int:
 # --- commands: feed and snapshot ------------------------------------------------------------
 
 
-def _problem_error(status: int, raw: bytes) -> CidError:
-    try:
-        problem = json.loads(raw)
-    except ValueError:
-        problem = None
-    if isinstance(problem, dict) and isinstance(problem.get("cid"), dict):
-        return from_wire(problem["cid"])
-    return DecodeError(f"HTTP {status} without a cid problem body", detail={"status": status})
-
-
 def _verify_head(head_value: Any, typ: str, service_keys: Sequence[PublicKey]) -> Envelope:
     head = Envelope.from_value(head_value)
     if service_keys:
@@ -1048,25 +1034,19 @@ def _verify_head(head_value: Any, typ: str, service_keys: Sequence[PublicKey]) -
 
 async def cmd_snapshot(args: argparse.Namespace, out: Output) -> int:
     service_keys = _keys_of(args.service_key or [])
+    shown: list[Progress] = []
+
+    def advance(n: int, total: int | None) -> None:
+        if not shown:
+            shown.append(Progress(out, "snapshot", total, "bytes"))
+        shown[0].advance(n)
+
     async with _client(args) as client:
-        url = client.base_url + "/v1/snapshot"
-        headers = {"Accept": codec.media_type("msgpack")}
-        timeout = aiohttp.ClientTimeout(total=args.timeout_snapshot)
-        chunks: list[bytes] = []
-        try:
-            async with client.session.get(url, headers=headers, timeout=timeout) as resp:
-                if resp.status >= 400:
-                    raise _problem_error(resp.status, await resp.read())
-                progress = Progress(out, "snapshot", resp.content_length, "bytes")
-                async for data in resp.content.iter_chunked(256 * 1024):
-                    chunks.append(data)
-                    progress.advance(len(data))
-                progress.finish()
-        except aiohttp.ClientError as e:
-            raise UnavailableError(f"registry {client.base_url} unreachable: {e}") from e
-        except TimeoutError as e:
-            raise UnavailableError(f"registry {client.base_url} timed out") from e
-        value = codec.decode(b"".join(chunks), "msgpack", client.limits)
+        value = await client.snapshot(
+            timeout_s=args.timeout_snapshot, encoding="msgpack", progress=advance
+        )
+    if shown:
+        shown[0].finish()
     if not isinstance(value, dict) or "head" not in value or "records" not in value:
         raise SchemaError("not a snapshot", detail={"rule": "snapshot"})
     head = _verify_head(value["head"], SNAPSHOT_TYP, service_keys)

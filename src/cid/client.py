@@ -10,9 +10,9 @@ as its transport.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self, TypeAlias
 
 import aiohttp
 
@@ -23,6 +23,7 @@ from .errors import (
     CidError,
     DecodeError,
     InternalError,
+    LimitExceededError,
     RateLimitedError,
     UnavailableError,
     from_wire,
@@ -30,7 +31,14 @@ from .errors import (
 from .identifier import Identifier
 from .query import Query
 
-__all__ = ["RegistryClient"]
+__all__ = ["Progress", "RegistryClient"]
+
+Progress: TypeAlias = Callable[[int, int | None], None]
+"""``progress(n, total)``: ``n`` more bytes of an answer arrived, of ``total`` (None: unknown)."""
+
+_CHUNK: Final = 256 * 1024
+_PROBLEM_MAX: Final = 64 * 1024
+"""What is read of an error answer: a problem document is small; a proxy's page may not be."""
 
 _RESPONSE_LIMITS = codec.DEFAULT_LIMITS.scaled(max_bytes=512 * 1024 * 1024, max_array=2_000_000)
 
@@ -86,9 +94,19 @@ class RegistryClient:
         body: Any = None,
         params: Mapping[str, str | int] | None = None,
         timeout_s: float | None = None,
+        accept: Encoding | None = None,
+        progress: Progress | None = None,
     ) -> Any:
-        """One request; returns the decoded data-model value or raises the typed error."""
-        headers = {"Accept": codec.media_type(self.encoding)}
+        """One request; returns the decoded data-model value or raises the typed error.
+
+        The answer is read in chunks and refused with ``LIMIT_EXCEEDED`` once it
+        passes ``self.limits.max_bytes`` (or announces more), so a hostile server
+        cannot make the client buffer without bound ([REQ-ENC-011]). With
+        ``progress``, ``progress(n, total)`` is called as chunks arrive (``total``:
+        the Content-Length, when sent). ``accept`` overrides the client's encoding
+        for this answer.
+        """
+        headers = {"Accept": codec.media_type(accept or self.encoding)}
         data = None
         if body is not None:
             data = codec.encode(body, self.encoding)
@@ -99,12 +117,33 @@ class RegistryClient:
                 method, self.base_url + path, data=data, headers=headers, params=params,
                 timeout=timeout,
             ) as resp:  # fmt: skip
-                raw = await resp.read()
                 ctype = resp.content_type
                 if resp.status >= 400:
-                    raise _problem(resp.status, ctype, raw)
+                    raise _problem(resp.status, ctype, await _head_of(resp, _PROBLEM_MAX))
                 if resp.status == 304:
                     return None
+                total = resp.content_length
+                limit = self.limits.max_bytes
+                if total is not None and total > limit:
+                    raise LimitExceededError(
+                        f"answer of {total} bytes, limit {limit}",
+                        detail={"rule": "max_bytes", "limit": limit},
+                    )
+                if progress is not None:
+                    progress(0, total)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise LimitExceededError(
+                            f"answer longer than {limit} bytes",
+                            detail={"rule": "max_bytes", "limit": limit},
+                        )
+                    chunks.append(chunk)
+                    if progress is not None:
+                        progress(len(chunk), total)
+                raw = b"".join(chunks)
         except aiohttp.ClientError as e:
             raise UnavailableError(f"registry {self.base_url} unreachable: {e}") from e
         except TimeoutError as e:
@@ -163,8 +202,21 @@ class RegistryClient:
         )
         return result
 
-    async def snapshot(self) -> dict[str, Any]:
-        result: dict[str, Any] = await self.request("GET", "/v1/snapshot", timeout_s=600.0)
+    async def snapshot(
+        self,
+        *,
+        timeout_s: float = 600.0,
+        encoding: Encoding | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """The registry's snapshot ([REQ-FEED-010]), not yet verified.
+
+        ``progress(n, total)`` is called as the answer arrives (a snapshot may be
+        hundreds of megabytes); ``encoding`` overrides the client's for this answer.
+        """
+        result: dict[str, Any] = await self.request(
+            "GET", "/v1/snapshot", timeout_s=timeout_s, accept=encoding, progress=progress
+        )
         return result
 
     async def latency_model(self) -> dict[str, Any]:
@@ -174,6 +226,17 @@ class RegistryClient:
         """
         result: dict[str, Any] = await self.request("GET", "/v1/latency-model")
         return result
+
+
+async def _head_of(resp: aiohttp.ClientResponse, most: int) -> bytes:
+    """Up to ``most`` bytes of an answer (the rest is left unread)."""
+    head = b""
+    while len(head) < most:
+        chunk = await resp.content.read(most - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head
 
 
 def _problem(status: int, content_type: str, raw: bytes) -> CidError:
