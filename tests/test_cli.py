@@ -440,8 +440,8 @@ def test_snapshot_and_feed(
     # --follow long-polls until a new change arrives (a real process, stopped by --max-changes)
     follower = subprocess.Popen(
         [
-            sys.executable, "-m", "cid.cli", "--registry", registry.url, "feed",
-            "--since", str(head), "--follow", "--max-changes", "1", "--json", "--wait", "20",
+            sys.executable, "-X", "faulthandler", "-m", "cid.cli", "--registry", registry.url,
+            "feed", "--since", str(head), "--follow", "--max-changes", "1", "--json", "--wait", "20",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -449,7 +449,7 @@ def test_snapshot_and_feed(
     )  # fmt: skip
     try:
         assert cid("register", _offer_file(tmp_path / "g.json", "b.feedns"), "--key", key).code == 0
-        stdout, stderr = follower.communicate(timeout=30)
+        stdout, stderr = _communicate_or_dump(follower, timeout=30)
     finally:
         follower.kill()
     assert follower.returncode == 0, stderr
@@ -458,8 +458,8 @@ def test_snapshot_and_feed(
     # Ctrl-C ends --follow: exit status 130, no traceback (--wait 1: the registry's graceful
     # shutdown waits for a long poll whose client has gone)
     follower = subprocess.Popen(
-        [sys.executable, "-m", "cid.cli", "--registry", registry.url, "feed", "--since",
-         str(change["rseq"]), "--follow", "--wait", "1"],
+        [sys.executable, "-X", "faulthandler", "-m", "cid.cli", "--registry", registry.url,
+         "feed", "--since", str(change["rseq"]), "--follow", "--wait", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -470,10 +470,21 @@ def test_snapshot_and_feed(
         assert ready, "the follower never started following"
         assert "following from rseq" in follower.stderr.readline()
         follower.send_signal(signal.SIGINT)
-        _, stderr = follower.communicate(timeout=30)
+        _, stderr = _communicate_or_dump(follower, timeout=30)
     finally:
         follower.kill()
     assert follower.returncode == 130 and "Traceback" not in stderr
+
+
+def _communicate_or_dump(proc: subprocess.Popen[str], *, timeout: float) -> tuple[str, str]:
+    """The process's (stdout, stderr) once it exits; if it hangs, a failure with its Python
+    stacks (``-X faulthandler`` dumps every thread on SIGABRT), so a rare hang can be diagnosed."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, stderr = proc.communicate(timeout=10)
+        pytest.fail(f"process did not exit within {timeout} s; its stacks:\n{stderr[-6000:]}")
 
 
 def test_registry_url_from_environment(
