@@ -31,9 +31,9 @@ from .errors import (
 from .identifier import Identifier
 from .query import Query
 
-__all__ = ["Progress", "RegistryClient"]
+__all__ = ["ProgressCallback", "RegistryClient"]
 
-Progress: TypeAlias = Callable[[int, int | None], None]
+ProgressCallback: TypeAlias = Callable[[int, int | None], None]
 """``progress(n, total)``: ``n`` more bytes of an answer arrived, of ``total`` (None: unknown)."""
 
 _CHUNK: Final = 256 * 1024
@@ -95,7 +95,7 @@ class RegistryClient:
         params: Mapping[str, str | int] | None = None,
         timeout_s: float | None = None,
         accept: Encoding | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> Any:
         """One request; returns the decoded data-model value or raises the typed error.
 
@@ -125,10 +125,7 @@ class RegistryClient:
                 total = resp.content_length
                 limit = self.limits.max_bytes
                 if total is not None and total > limit:
-                    raise LimitExceededError(
-                        f"answer of {total} bytes, limit {limit}",
-                        detail={"rule": "max_bytes", "limit": limit},
-                    )
+                    raise _too_large(f"answer of {total} bytes", limit)
                 if progress is not None:
                     progress(0, total)
                 chunks: list[bytes] = []
@@ -136,10 +133,7 @@ class RegistryClient:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     size += len(chunk)
                     if size > limit:
-                        raise LimitExceededError(
-                            f"answer longer than {limit} bytes",
-                            detail={"rule": "max_bytes", "limit": limit},
-                        )
+                        raise _too_large("answer longer than the limit", limit)
                     chunks.append(chunk)
                     if progress is not None:
                         progress(len(chunk), total)
@@ -207,7 +201,7 @@ class RegistryClient:
         *,
         timeout_s: float = 600.0,
         encoding: Encoding | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> dict[str, Any]:
         """The registry's snapshot ([REQ-FEED-010]), not yet verified.
 
@@ -226,6 +220,12 @@ class RegistryClient:
         """
         result: dict[str, Any] = await self.request("GET", "/v1/latency-model")
         return result
+
+
+def _too_large(what: str, limit: int) -> LimitExceededError:
+    return LimitExceededError(
+        f"{what}, limit {limit} bytes", detail={"rule": "max_bytes", "limit": limit}
+    )
 
 
 async def _head_of(resp: aiohttp.ClientResponse, most: int) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +159,39 @@ def describe(results: Sequence[CaseResult], ids: set[str]) -> str:
     return "\n".join(
         f"{r.case.id} [{','.join(r.case.reqs)}]: {r.message}" for r in results if r.case.id in ids
     )
+
+
+def judge_broken(
+    code: int,
+    results: Sequence[CaseResult],
+    *,
+    breaks: str,
+    also: Iterable[str],
+    fails: set[str],
+    ignore: Iterable[str] = (),
+) -> list[str]:
+    """What is wrong with a suite run against a deliberately broken endpoint.
+
+    The run must exit 1 with no suite errors and fail exactly ``fails`` (cases in
+    ``ignore`` aside); every failing case must cite ``breaks`` or one of ``also``,
+    and at least one must cite ``breaks`` itself.
+    """
+    problems = [f"suite error: {e}" for e in errors(results)]
+    bad = failing(results) - set(ignore)
+    by_id = {r.case.id: r for r in results}
+    wanted = {breaks, *also}
+    for case_id in sorted(bad):
+        if not wanted & set(by_id[case_id].case.reqs):
+            problems.append(f"{case_id} failed without citing {breaks}: {by_id[case_id].message}")
+    if not any(breaks in by_id[c].case.reqs for c in bad):
+        problems.append(f"no failing case cites {breaks}")
+    if bad != fails:
+        problems.append(
+            f"failed {sorted(bad)}, expected {sorted(fails)}:\n" + describe(results, bad ^ fails)
+        )
+    if code != 1:
+        problems.append(f"exit status {code}, expected 1")
+    return problems
 
 
 # --- the reference provider (``cid-conformance provider``) ----------------------------------------

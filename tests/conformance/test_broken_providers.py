@@ -33,7 +33,7 @@ from cid.invocation import TYP_RECEIPT, TaskEvent, task_id_of
 from cid.provider.app import INVOKER, NEGOTIATOR
 from cid.signing import SigningKey
 
-from .conftest import Middleware, describe, errors, failing, reference_provider, run_suite
+from .conftest import Middleware, judge_broken, reference_provider, run_suite
 
 pytestmark = pytest.mark.asyncio
 
@@ -444,24 +444,9 @@ async def _check(name: str, variant: Variant, tmp: Path) -> list[str]:
     async with reference_provider(tmp, middlewares=variant.middlewares, patch=variant.patch) as dep:
         exclude = [a for c in WAITING if c not in variant.fails for a in ("--exclude", c)]
         code, results = await run_suite(dep.args("--strict", "--allow-writes", *exclude))
-    problems = [f"suite error: {e}" for e in errors(results)]
-    bad = failing(results)
-    by_id = {r.case.id: r for r in results}
-    wanted = {variant.breaks, *variant.also}
-    for case_id in sorted(bad):
-        if not wanted & set(by_id[case_id].case.reqs):
-            problems.append(
-                f"{case_id} failed without citing {variant.breaks}: {by_id[case_id].message}"
-            )
-    if not any(variant.breaks in by_id[c].case.reqs for c in bad):
-        problems.append(f"no failing case cites {variant.breaks}")
-    if bad != variant.fails:
-        problems.append(
-            f"failed {sorted(bad)}, expected {sorted(variant.fails)}:\n"
-            + describe(results, bad ^ variant.fails)
-        )
-    if code != 1:
-        problems.append(f"exit status {code}, expected 1")
+    problems = judge_broken(
+        code, results, breaks=variant.breaks, also=variant.also, fails=variant.fails
+    )
     return [f"{name}: {p}" for p in problems]
 
 

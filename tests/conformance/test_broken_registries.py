@@ -31,7 +31,7 @@ from cid.signing import SigningKey
 from cid_registry import app as registry_app
 from cid_registry.app import FOLLOWER, INDEX, SETTINGS, STORE
 
-from .conftest import Middleware, describe, errors, failing, registry, run_suite
+from .conftest import Middleware, judge_broken, registry, run_suite
 
 pytestmark = pytest.mark.asyncio
 
@@ -469,24 +469,14 @@ async def _check(name: str, variant: Variant, tmp: Path, mp: pytest.MonkeyPatch)
     ) as reg:
         exclude = [] if variant.slow else [a for s in SLOW for a in ("--exclude", s)]
         code, results = await run_suite(reg.args("--strict", *exclude, *variant.args))
-    problems = [f"suite error: {e}" for e in errors(results)]
-    bad = failing(results) - set(KNOWN_DEVIATIONS)
-    by_id = {r.case.id: r for r in results}
-    wanted = {variant.breaks, *variant.also}
-    for case_id in sorted(bad):
-        if not wanted & set(by_id[case_id].case.reqs):
-            problems.append(
-                f"{case_id} failed without citing {variant.breaks}: {by_id[case_id].message}"
-            )
-    if not any(variant.breaks in by_id[c].case.reqs for c in bad):
-        problems.append(f"no failing case cites {variant.breaks}")
-    if bad != variant.fails:
-        problems.append(
-            f"failed {sorted(bad)}, expected {sorted(variant.fails)}:\n"
-            + describe(results, bad ^ variant.fails)
-        )
-    if code != 1:
-        problems.append(f"exit status {code}, expected 1")
+    problems = judge_broken(
+        code,
+        results,
+        breaks=variant.breaks,
+        also=variant.also,
+        fails=variant.fails,
+        ignore=KNOWN_DEVIATIONS,
+    )
     return [f"{name}: {p}" for p in problems]
 
 

@@ -425,12 +425,7 @@ class ProviderContext:
             "idempotency_key": secrets.token_urlsafe(18),
             "requester_key": key_value(self.key),
         }
-        for k, v in changes.items():
-            if v is ...:
-                body.pop(k, None)
-            else:
-                body[k] = v
-        return body
+        return _edited(body, changes)
 
     def demand(self, p: Provider, **changes: Any) -> dict[str, Any]:
         return self.sign("cid.neg.demand", p.offer, self.demand_body(p, **changes), serial=1,
@@ -604,12 +599,7 @@ class ProviderContext:
         }
         if self.options.image is not None:
             body["image"] = dict(self.options.image)
-        for k, v in changes.items():
-            if v is ...:
-                body.pop(k, None)
-            else:
-                body[k] = v
-        return body
+        return _edited(body, changes)
 
     def task_env(
         self,
@@ -702,6 +692,16 @@ class ProviderContext:
 
     async def cancel(self, task_id: str, envelope: dict[str, Any]) -> Reply:
         return await self.post(f"/v1/invoke/tasks/{task_id}/cancel", envelope)
+
+
+def _edited(body: dict[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with ``changes`` applied; a change to ``...`` removes that member."""
+    for k, v in changes.items():
+        if v is ...:
+            body.pop(k, None)
+        else:
+            body[k] = v
+    return body
 
 
 class ProviderSection(Section):
